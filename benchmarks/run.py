@@ -1,0 +1,45 @@
+"""Runs every `benchmarks/bench_*.py` (each exposes `run(quick=False) -> dict`) and writes JSON results.
+
+    python -m benchmarks.run --out benchmarks/results [--quick] [--only fractals]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).parent
+
+
+def discover() -> list[str]:
+    return sorted(p.stem for p in BENCH_DIR.glob("bench_*.py"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(BENCH_DIR / "results"))
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (smoke test)")
+    parser.add_argument("--only", nargs="*", help="benchmark names without the bench_ prefix")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [n for n in discover() if not args.only or n.removeprefix("bench_") in args.only]
+    if not names:
+        parser.error(f"no benchmark matches {args.only}; available: {', '.join(n.removeprefix('bench_') for n in discover())}")
+    summary = {"machine": platform.platform(), "processor": platform.processor(), "results": {}}
+    for name in names:
+        start = time.time()
+        result = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
+        result["wall_seconds"] = round(time.time() - start, 1)
+        summary["results"][name] = result
+        (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2), flush=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
