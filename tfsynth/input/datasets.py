@@ -1,0 +1,240 @@
+"""`--data` specs: parse, validate against the registered TFDS builders, build if missing, load and mix.
+
+A spec names one or more TFDS datasets and how many of their classes to use::
+
+    fractal_db/tiny                              every class of one dataset
+    fractal_db/1k:500,proc_synth_db/1k:500       the first 500 classes (label < 500) of each
+
+The sources are mapped into one label space in the order written: source i's labels are offset by the sum of the
+class counts of the sources before it (Table 2 of "Beyond Flatland": 500 + 500, 333 + 333 + 333, ...).
+
+Every dataset must have an 'image' feature (tfds Image, 1 or 3 channels, PNG/JPEG encoded) and a ClassLabel 'label'.
+Images are kept encoded here (cheap to shuffle); `tfsynth.input.pipeline` decodes them after mixing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import re
+import warnings
+from typing import Optional
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+_SOURCE_RE = re.compile(r"^(?P<name>[a-z0-9_]+)(?:/(?P<config>[A-Za-z0-9_.\-]+))?(?::(?P<classes>[^:,/]+))?$")
+
+
+class DataSpecError(ValueError):
+    """A --data spec that cannot be parsed or names an unknown dataset / config / class count."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """One comma-separated item of a --data spec."""
+
+    name: str
+    config: Optional[str] = None  # None: the builder's default config (or a builder without configs)
+    num_classes: Optional[int] = None  # None: all classes
+
+    def __str__(self) -> str:
+        text = self.name if self.config is None else f"{self.name}/{self.config}"
+        return text if self.num_classes is None else f"{text}:{self.num_classes}"
+
+
+def parse_data_spec(spec: str) -> list[DataSource]:
+    """Parses the syntax of a spec (`name[/config][:K],...`); does not look at the registry."""
+    if not spec or not spec.strip():
+        raise DataSpecError("empty --data spec; expected e.g. 'fractal_db/tiny' or 'fractal_db/1k:500,proc_synth_db/1k:500'")
+    sources = []
+    for item in spec.split(","):
+        item = item.strip()
+        match = _SOURCE_RE.match(item)
+        if not match:
+            raise DataSpecError(
+                f"cannot parse {item!r} in --data {spec!r}; expected 'name[/config][:num_classes]', "
+                "e.g. 'fractal_db/1k:500'")
+        classes = match["classes"]
+        if classes is not None:
+            if not classes.isdigit() or int(classes) < 1:
+                raise DataSpecError(f"number of classes in {item!r} must be a positive integer, got {classes!r}")
+            classes = int(classes)
+        sources.append(DataSource(match["name"], match["config"], classes))
+    return sources
+
+
+def import_tfds_builders() -> dict[str, str]:
+    """Imports `tfds_builders.<name>` for every builder package present; returns {name: error} for failures."""
+    import tfds_builders
+
+    failures = {}
+    for module in pkgutil.iter_modules(tfds_builders.__path__):
+        if not module.ispkg:
+            continue
+        try:
+            importlib.import_module(f"tfds_builders.{module.name}")
+        except Exception as e:  # noqa: BLE001 - one broken builder must not hide the others; reported on use
+            failures[module.name] = f"{type(e).__name__}: {e}"
+    return failures
+
+
+def project_builder_names() -> list[str]:
+    """Names of the TFDS builders this project defines (registered from the tfds_builders package)."""
+    import_tfds_builders()
+    names = []
+    for name in tfds.list_builders(with_community_datasets=False):
+        try:
+            cls = tfds.builder_cls(name)
+        except Exception:  # noqa: BLE001 - a registry entry that fails to load is simply not ours
+            continue
+        if cls.__module__.startswith("tfds_builders."):
+            names.append(name)
+    return sorted(names)
+
+
+def _builder_cls(name: str):
+    failures = import_tfds_builders()
+    try:
+        return tfds.builder_cls(name)
+    except Exception:  # noqa: BLE001 - tfds raises several types here (DatasetNotFoundError, ...)
+        ours = project_builder_names()
+        msg = (f"unknown dataset {name!r} in --data. Valid datasets of this project: {', '.join(ours) or '(none)'}"
+               " (any other registered TFDS dataset with 'image' and 'label' features works too).")
+        if name in failures:
+            msg += f" tfds_builders.{name} exists but failed to import: {failures[name]}"
+        raise DataSpecError(msg) from None
+
+
+def resolve_source(source: DataSource) -> DataSource:
+    """Checks the dataset and config names against the registry; fills in the default config."""
+    cls = _builder_cls(source.name)
+    configs = dict(getattr(cls, "builder_configs", {}) or {})
+    if not configs:
+        if source.config is not None:
+            raise DataSpecError(f"dataset {source.name!r} has no configs, but --data asks for {source.config!r}")
+        return source
+    if source.config is None:
+        default = getattr(cls, "DEFAULT_BUILDER_CONFIG_NAME", None) or next(iter(configs))
+        return dataclasses.replace(source, config=default)
+    if source.config not in configs:
+        raise DataSpecError(
+            f"unknown config {source.config!r} of dataset {source.name!r} in --data. "
+            f"Valid configs: {', '.join(configs)}")
+    return source
+
+
+def beam_download_config() -> tfds.download.DownloadConfig:
+    """A DownloadConfig running the Beam builders locally (DirectRunner)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return tfds.download.DownloadConfig(beam_options=PipelineOptions())
+
+
+def prepared_builder(source: DataSource, data_dir: Optional[str] = None, auto_build: bool = False):
+    """Returns the TFDS builder of a resolved source, building the dataset first when missing and allowed."""
+    builder = tfds.builder(source.name, config=source.config, data_dir=data_dir)
+    if not builder.is_prepared():
+        where = data_dir or tfds.core.constants.DATA_DIR
+        if not auto_build:
+            raise DataSpecError(
+                f"dataset {source.name}/{source.config} is not built in {where}. Build it with "
+                f"`tfds build {source.name} --config {source.config} --imports tfds_builders.{source.name}"
+                + (f" --data_dir {data_dir}" if data_dir else "") + "` or pass --auto_build.")
+        print(f"Building {source.name}/{source.config} in {where} (missing; --auto_build) ...", flush=True)
+        builder.download_and_prepare(download_config=beam_download_config())
+    features = builder.info.features
+    missing = [k for k in ("image", "label") if k not in features]
+    if missing:
+        raise DataSpecError(f"dataset {source.name}/{source.config} has no {missing} feature(s); "
+                            f"it has {sorted(features.keys())}")
+    if not isinstance(features["label"], tfds.features.ClassLabel):
+        raise DataSpecError(f"'label' of {source.name}/{source.config} is not a ClassLabel")
+    if features["image"].shape[-1] not in (1, 3):
+        raise DataSpecError(f"'image' of {source.name}/{source.config} has shape {features['image'].shape}; "
+                            "expected 1 or 3 channels")
+    return builder
+
+
+@dataclasses.dataclass
+class MixtureSource:
+    """A source as used by a Mixture: its builder, class count, label offset and example count in the split."""
+
+    source: DataSource
+    builder: tfds.core.DatasetBuilder
+    num_classes: int
+    label_offset: int
+    num_examples: int
+
+    def as_dict(self) -> dict:
+        return {"name": self.source.name, "config": self.source.config, "num_classes": self.num_classes,
+                "label_offset": self.label_offset, "num_examples": self.num_examples}
+
+
+@dataclasses.dataclass
+class Mixture:
+    """The sources of a --data spec restricted to one split, in one label space."""
+
+    spec: str
+    split: str
+    sources: list[MixtureSource]
+
+    @property
+    def num_classes(self) -> int:
+        return sum(s.num_classes for s in self.sources)
+
+    @property
+    def num_examples(self) -> int:
+        return sum(s.num_examples for s in self.sources)
+
+    def encoded_datasets(self, try_autocache: bool = True) -> list[tf.data.Dataset]:
+        """One dataset per source of (encoded image bytes, int64 label in the mixed label space), in file order.
+
+        TFDS caches small datasets in memory when `try_autocache`; pass False to read only a few examples."""
+        return [_encoded_dataset(s.builder, self.split, s.num_classes, s.label_offset, try_autocache)
+                for s in self.sources]
+
+
+def _encoded_dataset(builder, split: str, num_classes: int, label_offset: int,
+                     try_autocache: bool = True) -> tf.data.Dataset:
+    # Parse only 'image' (kept encoded) and 'label'; other features are never read.
+    decoders = tfds.decode.PartialDecoding({"image": True, "label": True},
+                                           decoders={"image": tfds.decode.SkipDecoding()})
+    ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
+                            read_config=tfds.ReadConfig(add_tfds_id=False, try_autocache=try_autocache))
+    ds = ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int64)))
+    if num_classes < builder.info.features["label"].num_classes:
+        ds = ds.filter(lambda image, label: label < num_classes)
+    if label_offset:
+        ds = ds.map(lambda image, label: (image, label + label_offset))
+    return ds
+
+
+def _count_examples(builder, split: str, num_classes: int) -> int:
+    if num_classes == builder.info.features["label"].num_classes:
+        return int(builder.info.splits[split].num_examples)
+    ds = _encoded_dataset(builder, split, num_classes, 0)
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+def load_mixture(spec: str, split: str, data_dir: Optional[str] = None, auto_build: bool = False) -> Mixture:
+    """Parses and validates `spec`, builds missing datasets if `auto_build`, and counts the examples of `split`."""
+    sources = [resolve_source(s) for s in parse_data_spec(spec)]
+    mixed, offset = [], 0
+    for source in sources:
+        builder = prepared_builder(source, data_dir=data_dir, auto_build=auto_build)
+        available = builder.info.features["label"].num_classes
+        k = available if source.num_classes is None else source.num_classes
+        if k > available:
+            raise DataSpecError(f"--data asks for {k} classes of {source.name}/{source.config}, "
+                                f"which has only {available}")
+        try:
+            n = _count_examples(builder, split, k)
+        except (ValueError, KeyError, AssertionError) as e:
+            raise DataSpecError(f"bad split {split!r} for {source.name}/{source.config} "
+                                f"(splits: {list(builder.info.splits)}): {e}") from None
+        if n == 0:
+            warnings.warn(f"{source} has no examples with label < {k} in split {split!r}")
+        mixed.append(MixtureSource(dataclasses.replace(source, num_classes=k), builder, k, offset, n))
+        offset += k
+    return Mixture(spec=spec, split=split, sources=mixed)

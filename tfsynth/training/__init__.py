@@ -1,0 +1,1 @@
+"""Training utilities (TensorFlow/Keras): optimisers, schedules, callbacks, checkpoints, and the pre-training job."""

@@ -1,0 +1,100 @@
+"""Atomic per-epoch checkpoints: `<dir>/ckpt-epoch0007.keras` holds the model, optimizer state and step count
+after 7 completed epochs. Each is written under a temporary name and renamed (os.replace), so a file with the
+final name is always complete; only the newest `keep` checkpoints are kept.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+from typing import Callable, Optional
+
+import keras
+
+_CKPT_RE = re.compile(r"^ckpt-epoch(\d+)\.keras$")
+
+
+def checkpoint_path(directory: str, epoch: int) -> str:
+    return os.path.join(directory, f"ckpt-epoch{epoch:04d}.keras")
+
+
+def list_checkpoints(directory: str) -> list[tuple[int, str]]:
+    """[(epochs_completed, path)] of the finished checkpoints in `directory`, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for name in os.listdir(directory):
+        match = _CKPT_RE.match(name)
+        if match:
+            found.append((int(match[1]), os.path.join(directory, name)))
+    return sorted(found)
+
+
+def latest_checkpoint(directory: str) -> Optional[tuple[int, str]]:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Calls `write(tmp_path)` for a temporary path next to `path` (same suffix), then renames it to `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.basename(path)
+    suffix = ".keras" if base.endswith(".keras") else os.path.splitext(base)[1]
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{base}-", suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_save_model(model: keras.Model, path: str) -> None:
+    atomic_write(path, lambda tmp: model.save(tmp, overwrite=True))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def save_checkpoint(model: keras.Model, directory: str, epoch: int, keep: int = 1) -> str:
+    """Saves the compiled `model` (with optimizer state) as the checkpoint after `epoch` completed epochs."""
+    path = checkpoint_path(directory, epoch)
+    atomic_save_model(model, path)
+    for _, old in list_checkpoints(directory)[:-max(1, keep)]:
+        os.remove(old)
+    # Temporaries left behind by a killed writer are never read; clear them.
+    for stale in glob.glob(os.path.join(directory, ".tmp-ckpt-epoch*")):
+        os.remove(stale)
+    return path
+
+
+def restore_checkpoint(model: keras.Model, path: str) -> None:
+    """Loads weights and optimizer state into an already compiled `model` (build it under the strategy scope)."""
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Writes `ckpt-epoch{N}.keras` after every epoch (N = epochs completed); keeps the newest `keep`."""
+
+    def __init__(self, directory: str, keep: int = 1):
+        super().__init__()
+        self.directory, self.keep = directory, keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_checkpoint(self.model, self.directory, epoch + 1, keep=self.keep)

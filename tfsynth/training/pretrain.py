@@ -1,0 +1,217 @@
+"""Supervised pre-training of a ResNet on one or a mixture of TFDS datasets (the FractalDB recipe).
+
+`run(config, workdir)` is everything `python -m train.pretrain` does. The workdir holds::
+
+    config.json              the PretrainConfig of the run (written when it starts)
+    checkpoints/ckpt-epochNNNN.keras   model + optimizer state after NNNN epochs (atomic; newest kept)
+    history.csv              one row per epoch: loss, top1, top5, learning_rate (+ val_*)
+    logs/                    TensorBoard: train/ and validation/ scalars, image grids, hparams
+    model.keras              the trained classifier (normalisation + ResNet + fc), with optimizer state; load it
+                             with `import tfsynth.training.optim` first (TorchSGD), or with compile=False
+    backbone.keras           normalisation + ResNet up to the pooled features; loads with plain Keras
+    results.json             final metrics, data, config; written last, so its presence marks a finished run
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tfsynth.input import datasets, pipeline
+from tfsynth.input.augment import decode_rgb
+from tfsynth.models.classifier import backbone_from_classifier, build_classifier
+from tfsynth.training import callbacks as cb
+from tfsynth.training.checkpoint import (EpochCheckpoint, atomic_save_model, atomic_write_text, latest_checkpoint,
+                                         restore_checkpoint)
+from tfsynth.training.optim import MultiStepSchedule, TorchSGD
+from tfsynth.training.pretrain_configs import STRATEGIES, PretrainConfig
+
+
+def make_strategy(name: str, tpu: Optional[str] = None) -> tf.distribute.Strategy:
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":  # cluster from the TF_CONFIG environment variable
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown --strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this is a non-chief worker of a multi-worker strategy (those must not write the workdir)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type or isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def lr_schedule(config: PretrainConfig, steps_per_epoch: int) -> MultiStepSchedule:
+    return MultiStepSchedule(config.lr, steps_per_epoch, config.lr_milestones, config.lr_gamma)
+
+
+def compile_model(config: PretrainConfig, num_classes: int, schedule: MultiStepSchedule) -> keras.Model:
+    """The classifier with TorchSGD, cross-entropy on logits, top-1 and top-5 metrics (build under the scope)."""
+    model = build_classifier(num_classes, arch=config.arch, mean=config.mean, std=config.std)
+    optimizer = TorchSGD(schedule, momentum=config.momentum, torch_weight_decay=config.weight_decay)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                 keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes), name="top5")],
+    )
+    return model
+
+
+def _sample_grids(train_ds: tf.data.Dataset, mixture: datasets.Mixture, n: int = 16) -> dict:
+    """The first training batch (as fed to the model) and the first `n` full images of every source."""
+    grids = {"train/first_batch": next(iter(train_ds))[0][:n]}
+    for source, ds in zip(mixture.sources, mixture.encoded_datasets(try_autocache=False)):
+        images = [decode_rgb(encoded) for encoded, _ in ds.take(n)]
+        grids[f"samples/{source.source.name}_{source.source.config}"] = tf.stack(images)
+    return grids
+
+
+def _read_history(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        # CSVLogger writes 'NA' for metrics absent in an epoch (e.g. val_* without validation that epoch).
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in ("", "NA")}
+                for row in csv.DictReader(f)]
+
+
+def _check_resume_config(path: str, config: PretrainConfig) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    changed = {k: (saved.get(k), v) for k, v in config.to_dict().items() if saved.get(k) != v}
+    if changed:
+        print(f"WARNING: resuming with a config that differs from {path}: "
+              + ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()), flush=True)
+
+
+def run(config: PretrainConfig, workdir: str, *, resume: bool = False, strategy: str = "default",
+        tpu: Optional[str] = None, data_dir: Optional[str] = None, verbose="auto") -> dict:
+    """Trains `config` in `workdir` (resuming from its last checkpoint if `resume`); returns results.json's dict."""
+    start = time.time()
+    workdir = os.path.abspath(workdir)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    results_path = os.path.join(workdir, "results.json")
+    latest = latest_checkpoint(ckpt_dir)
+    if not resume and (latest or os.path.exists(results_path)):
+        raise FileExistsError(f"{workdir} already holds a run ({'checkpoints' if latest else 'results.json'}); "
+                              "pass --resume to continue it or choose another --workdir")
+
+    keras.utils.set_random_seed(config.seed)
+    dist = make_strategy(strategy, tpu)
+    keras.mixed_precision.set_global_policy(
+        ("mixed_bfloat16" if strategy == "tpu" else "mixed_float16") if config.mixed_precision else "float32")
+    chief = is_chief(dist)
+    # Non-chief workers take part in every save (collectives) but write to a scratch directory.
+    out_dir = workdir if chief else tempfile.mkdtemp(prefix="pretrain-worker-")
+    log_dir = os.path.join(out_dir, "logs")
+    history_path = os.path.join(out_dir, "history.csv")
+
+    train_mix = datasets.load_mixture(config.data, config.train_split, data_dir=data_dir,
+                                      auto_build=config.auto_build)
+    eval_mix = (datasets.load_mixture(config.data, config.eval_split, data_dir=data_dir)
+                if config.eval_split else None)
+    initial_epoch = latest[0] if (resume and latest) else 0
+    if resume and not latest:
+        print(f"--resume: no checkpoint in {ckpt_dir}; starting from epoch 0", flush=True)
+    train_ds, steps = pipeline.train_dataset(
+        train_mix, batch_size=config.batch_size, crop_size=config.crop_size, seed=config.seed,
+        epochs=config.epochs, initial_epoch=min(initial_epoch, config.epochs), shuffle_buffer=config.shuffle_buffer)
+    eval_ds = (pipeline.eval_dataset(eval_mix, batch_size=config.eval_batch_size, crop_size=config.crop_size)
+               if eval_mix is not None else None)
+    print(f"Data {config.data}: {train_mix.num_classes} classes, {train_mix.num_examples} training examples "
+          f"({config.train_split}), {steps} steps/epoch of {config.batch_size}"
+          + (f"; {eval_mix.num_examples} held-out ({config.eval_split})" if eval_mix else ""), flush=True)
+
+    os.makedirs(out_dir, exist_ok=True)
+    schedule = lr_schedule(config, steps)
+    with dist.scope():
+        model = compile_model(config, train_mix.num_classes, schedule)
+        if initial_epoch:
+            print(f"Resuming from {latest[1]} (epoch {initial_epoch} of {config.epochs} done)", flush=True)
+            restore_checkpoint(model, latest[1])
+            # Dynamic loss scaling (mixed precision) skips the update of steps with non-finite gradients.
+            iterations, expected = int(model.optimizer.iterations.numpy()), initial_epoch * steps
+            if iterations > expected or (iterations != expected and not config.mixed_precision):
+                raise ValueError(f"checkpoint {latest[1]} has {iterations} optimizer steps, expected "
+                                 f"{initial_epoch} epochs x {steps} steps; batch size or data changed?")
+
+    if chief:
+        if initial_epoch == 0:
+            atomic_write_text(os.path.join(workdir, "config.json"), json.dumps(config.to_dict(), indent=2))
+            cb.write_hparams(log_dir, config.to_dict(), trial_id=os.path.basename(workdir))
+            cb.write_image_grids(os.path.join(log_dir, "train"), _sample_grids(train_ds, train_mix))
+        else:
+            _check_resume_config(os.path.join(workdir, "config.json"), config)
+        if os.path.exists(results_path):  # a finished run being extended is no longer finished
+            os.remove(results_path)
+        cb.truncate_csv_history(history_path, initial_epoch)
+
+    # Logs first, checkpoint last: an epoch killed in between is redone and its CSV row replaced on resume.
+    callbacks = [
+        cb.EpochLearningRate(schedule.lr_at_epoch),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        cb.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0),
+        EpochCheckpoint(os.path.join(out_dir, "checkpoints"), keep=config.keep_checkpoints),
+    ]
+    fit = model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                    validation_data=eval_ds if config.validation_freq > 0 else None,
+                    validation_freq=max(1, config.validation_freq), callbacks=callbacks, shuffle=False, verbose=verbose)
+
+    history = _read_history(history_path)
+    final_train = {k: history[-1][k] for k in ("loss", "top1", "top5") if history and k in history[-1]}
+    final_eval = None
+    if eval_ds is not None:
+        final_eval = model.evaluate(eval_ds, return_dict=True, verbose=verbose)
+        final_eval = {k: float(v) for k, v in final_eval.items()}
+
+    model_path = os.path.join(out_dir, "model.keras")
+    backbone_path = os.path.join(out_dir, "backbone.keras")
+    atomic_save_model(model, model_path)
+    atomic_save_model(backbone_from_classifier(model), backbone_path)
+    tensorboard_cmd = f"tensorboard --logdir {log_dir}"
+    results = {
+        "config": config.to_dict(),
+        "data": {"train": [s.as_dict() for s in train_mix.sources],
+                 "eval": [s.as_dict() for s in eval_mix.sources] if eval_mix else None,
+                 "num_classes": train_mix.num_classes, "train_examples": train_mix.num_examples,
+                 "eval_examples": eval_mix.num_examples if eval_mix else 0, "steps_per_epoch": steps},
+        "epochs_completed": initial_epoch + len(fit.epoch),
+        "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "resumed_from_epoch": initial_epoch,
+        "epochs_this_run": list(fit.epoch),
+        "final_train": final_train,
+        "final_eval": final_eval,
+        "history": history,
+        "strategy": strategy,
+        "num_replicas": dist.num_replicas_in_sync,
+        "wall_time_s_this_run": round(time.time() - start, 1),
+        "model": model_path,
+        "backbone": backbone_path,
+        "tensorboard": tensorboard_cmd,
+    }
+    atomic_write_text(os.path.join(out_dir, "results.json"), json.dumps(results, indent=2))
+    if not chief:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return results

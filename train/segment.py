@@ -1,0 +1,102 @@
+"""Segmentation with synthetic pre-training (Holm 2022): FCN-ResNet-50 pre-trained on noise-textured scenes
+(4 classes), transferred to COCO's 20 VOC classes (21 with background), against a from-scratch baseline.
+
+    python -m train.segment --config holm2022 --workdir runs/segment/holm2022         # the seed's experiment
+    python -m train.segment --config holm2022 --workdir runs/segment/holm2022 --resume
+    python -m train.segment --config tiny --auto_build --coco_dir DIR --data_dir /tmp/tfds   # ~1 min smoke run
+    python -m eval.segmentation --workdir runs/segment/holm2022                        # Tables 2-3, Figures 4-5
+
+Every field of the selected config (tfsynth/segmentation/configs.py) is a flag that overrides it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import os
+import re
+import sys
+import time
+import typing
+
+from tfsynth.segmentation import configs
+from tfsynth.segmentation.configs import ConfigError, SegmentConfig
+
+
+def _field_help() -> dict[str, str]:
+    """The trailing comment of each SegmentConfig field, used as its flag's help."""
+    source = inspect.getsource(SegmentConfig)
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.*)$", source, re.M)}
+
+
+def _tuple_parser(item_type):
+    def parse(text: str):
+        return tuple(item_type(x) for x in text.split(",") if x.strip())
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train.segment", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", default="holm2022", choices=sorted(configs.CONFIGS),
+                     help="named experiment config (default: holm2022, the seed's experiment)")
+    run.add_argument("--workdir", default=None,
+                     help="stages, checkpoints, TensorBoard logs, report/ and results.json "
+                          "(default: runs/segment/<config>-<timestamp>)")
+    run.add_argument("--resume", action="store_true", help="skip finished stages, continue the current one")
+    run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
+
+    fields = parser.add_argument_group("config fields (override the selected --config)")
+    helps = _field_help()
+    hints = typing.get_type_hints(SegmentConfig)
+    for field in dataclasses.fields(SegmentConfig):
+        hint = hints[field.name]
+        kwargs = {"default": None, "help": helps.get(field.name, "").replace("%", "%%")}
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is tuple:
+            kwargs["type"] = _tuple_parser(typing.get_args(hint)[0])
+            kwargs["metavar"] = "A,B,..."
+        else:
+            kwargs["type"] = hint
+        fields.add_argument(f"--{field.name}", **kwargs)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SegmentConfig:
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SegmentConfig)
+                 if getattr(args, f.name) is not None}
+    return configs.get_config(args.config, overrides)
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    if args.resume and not args.workdir:
+        raise SystemExit("--resume needs the --workdir of the run to continue")
+    workdir = args.workdir or os.path.join("runs", "segment", f"{args.config}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    from tfsynth.segmentation.training import run  # TensorFlow import after the flags parse (fast --help)
+
+    results = run(config, workdir, resume=args.resume, data_dir=args.data_dir)
+    print()
+    for table in results["tables"].values():
+        print(table)
+    print(f"Report (tables, F1 curves): {results['report']}")
+    print(f"Results: {os.path.join(os.path.abspath(workdir), 'results.json')}")
+    print(f"Time this run: {results['wall_time_s_this_run']:.0f} s")
+    print(f"TensorBoard: {results['tensorboard']}")
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # bad config / data / workdir: a clear message without a traceback
+        from tfsynth.input.datasets import DataSpecError
+
+        if not isinstance(e, (ConfigError, DataSpecError, FileExistsError, FileNotFoundError)):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
