@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "scikit-learn>=1.9,<1.10",
     "Pillow>=12,<13",
     "tqdm>=4.66",
+    "matplotlib>=3.10,<3.12",
+    "h5py>=3.14,<3.17",
 ]
 
 setup(

@@ -64,6 +64,16 @@ def test_kernel_pls_edge_cases_match_sklearn():
     np.testing.assert_allclose(got, PLSRegression(5, scale=False).fit(x, y).predict(x[:5]), atol=1e-9)
     with pytest.raises(ValueError, match="`n_components` upper bound is 10"):
         fast_pls.KernelPLS(11).fit(np.eye(40), y, n_features=10)
+    # 28 images that are 4 distinct ones repeated: 25 components do not exist (scikit-learn ends in NaN)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(4, 500)).astype(np.float32)
+    dup_x, dup_y = base[np.arange(28) % 4], rng.normal(size=(28, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError):
+            PLSRegression(25, scale=False).fit(dup_x, dup_y)
+        with pytest.raises(ValueError, match="features span only ~3 dimensions"):
+            fast_pls.kernel_pls_predict(dup_x, dup_y, base, 25)
 
 
 def test_gram_and_center_kernel_match_direct_products():

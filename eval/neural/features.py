@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 
 import keras
 import numpy as np
+import tqdm
 
 __all__ = ["default_layers", "feature_model", "extract_features", "layer_names", "PREPROCESS"]
 
@@ -124,6 +125,8 @@ def extract_features(model: keras.Model, images: np.ndarray, layers: Sequence[st
     transforms = transforms or {}
     store: dict[str, np.ndarray] = {}
     n = len(images)
+    bar = tqdm.tqdm(total=n, desc=f"activations ({len(layers)} layers)", unit="img", leave=False,
+                    disable=None if n > 4 * batch_size else True)  # None: shown on terminals only
     for start in range(0, n, batch_size):
         batch = PREPROCESS[preprocess](np.asarray(images[start:start + batch_size], np.float32))
         count = len(batch)
@@ -138,6 +141,8 @@ def extract_features(model: keras.Model, images: np.ndarray, layers: Sequence[st
             if name not in store:
                 store[name] = np.empty((n, flat.shape[1]), np.float32)
             store[name][start:start + count] = flat
+        bar.update(count)
         if progress:
             progress(min(start + batch_size, n), n)
+    bar.close()
     return store

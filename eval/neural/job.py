@@ -215,6 +215,10 @@ def _evaluate_model(name, path, data: BrainData, config: NeuralConfig, sel, rep,
         del feats
     _log(f"{name}: scored {len(layers)} layers x {len(data.regions)} regions on {len(sel)} selection images"
          f"{' (PCA features)' if pcas else ''}", start)
+    failed = sorted({p.note for r in data.regions for p in sel_scores[r].values() if p.note})
+    if failed:
+        print(f"{name}: {len(failed)} layer score(s) could not be computed (NaN, never selected), e.g. {failed[0]}",
+              flush=True)
 
     best = {r: mapping.best_layer(sel_scores[r]) for r in data.regions}
     needed = list(dict.fromkeys(list(best.values()) + ([mapping.best_layer(sel_rsa[r]) for r in data.regions]

@@ -126,6 +126,10 @@ def _nipals_dual(k, yk, n_components, max_iter, tol):
     n_iter = np.zeros(n_components, np.int64)
     done = 0
     stop = False
+    exhausted = False
+    trace0 = 0.0
+    for i in range(n):
+        trace0 += k[i, i]
     for comp in range(n_components):
         for j in range(q):  # yk[:, all(|yk| < 10 eps)] = 0
             small = True
@@ -166,7 +170,13 @@ def _nipals_dual(k, yk, n_components, max_iter, tol):
         y_load[:, comp] = q_k
         tts[comp] = tt
         done += 1
-    return r_dual, scores, y_load, tts, n_iter, done, stop
+        trace = 0.0
+        for i in range(n):
+            trace += kk[i, i]
+        if comp + 1 < n_components and trace <= 1e-12 * trace0:  # the features are used up: rank < n_components
+            exhausted = True
+            break
+    return r_dual, scores, y_load, tts, n_iter, done, stop, exhausted
 
 
 class KernelPLS:
@@ -197,7 +207,7 @@ class KernelPLS:
             raise ValueError(f"`n_components` upper bound is {bound}. Got {self.n_components} instead. "
                              "Reduce `n_components`.")
         self.y_mean_ = y.mean(axis=0)
-        r_dual, scores, y_load, tts, n_iter, done, stop = _nipals_dual(
+        r_dual, scores, y_load, tts, n_iter, done, stop, exhausted = _nipals_dual(
             np.ascontiguousarray(k), np.ascontiguousarray(y - self.y_mean_), self.n_components, self.max_iter, self.tol)
         self.n_iter_ = n_iter[:done].tolist()
         if y.shape[1] > 1:
@@ -208,11 +218,11 @@ class KernelPLS:
         r_dual, scores, y_load, tts = r_dual[:, :done], scores[:, :done], y_load[:, :done], tts[:done]
         with np.errstate(invalid="ignore", divide="ignore"):
             pw = (scores / tts).T @ (k @ r_dual)  # P^T W
-        if not np.isfinite(pw).all():
-            rank = int(np.linalg.matrix_rank(k))
+        if exhausted or not np.isfinite(pw).all():
             raise ValueError(f"PLS with n_components={self.n_components} is undefined here: the {n} training images' "
-                             f"features span only {rank} dimensions (duplicate or constant images?); scikit-learn's "
-                             "PLSRegression fails on the same data ('A has a NaN entry'). Reduce n_components.")
+                             f"features span only ~{done} dimensions (duplicate or constant images?); scikit-learn's "
+                             "PLSRegression breaks down on such data too (NaN or meaningless components). "
+                             "Reduce n_components.")
         self.dual_coef_ = r_dual @ pinv(pw, check_finite=False) @ y_load.T  # (n, q): coef_ = Xc^T dual_coef_
         self.x_scores_ = scores
         self.n_components_fitted_ = done

@@ -66,12 +66,21 @@ def selection_split(data: BrainData, fraction: float = 0.5, seed: int = 1) -> tu
 def score_layers(layer_features: Mapping[str, np.ndarray], responses: Mapping[str, np.ndarray], stratify,
                  options: PLSOptions = PLSOptions(),
                  progress: Optional[Callable[[str], None]] = None) -> dict[str, dict[str, Predictivity]]:
-    """{region: {layer: Predictivity}}; one Gram matrix per layer serves every region and split."""
+    """{region: {layer: Predictivity}}; one Gram matrix per layer serves every region and split.
+
+    A layer the metric cannot score (e.g. fewer feature dimensions than PLS components) gets a NaN score with
+    the reason in `.note` instead of stopping the run; `best_layer` never picks it.
+    """
     out: dict[str, dict[str, Predictivity]] = {region: {} for region in responses}
     for layer, features in layer_features.items():
         g = features if isinstance(features, FeatureGram) else FeatureGram.from_features(features)
         for region, y in responses.items():
-            out[region][layer] = pls_predictivity(g, y, stratify, **options.pls_kwargs())
+            try:
+                out[region][layer] = pls_predictivity(g, y, stratify, **options.pls_kwargs())
+            except ValueError as e:
+                if "too few" in str(e) or "constant" in str(e) or "non-finite" in str(e):
+                    raise  # a property of the brain data, the same for every layer: stop with the message
+                out[region][layer] = Predictivity.failed(f"{layer}: {e}", options.n_components)
         if progress:
             progress(layer)
     return out

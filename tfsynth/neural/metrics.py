@@ -170,12 +170,18 @@ class Predictivity:
     splits: Splits
     n_components: int
     not_converged: int = 0  # PLS components whose power iteration hit max_iter (scikit-learn warns the same)
+    note: str = ""  # why the score is NaN, when it could not be computed (see `failed`)
+
+    @classmethod
+    def failed(cls, message: str, n_components: int = 25) -> "Predictivity":
+        return cls(score=float("nan"), error=float("nan"), r=np.zeros((0, 0)), split_scores=np.zeros(0),
+                   splits=Splits(), n_components=n_components, note=message)
 
     def to_dict(self) -> dict:
         return {"score": self.score, "error": self.error, "split_scores": self.split_scores.tolist(),
                 "n_splits": len(self.split_scores), "n_neuroids": int(self.r.shape[1]),
                 "nan_correlations": int(np.isnan(self.r).sum()), "n_components": self.n_components,
-                "components_at_max_iter": self.not_converged}
+                "components_at_max_iter": self.not_converged, **({"note": self.note} if self.note else {})}
 
 
 def aggregate_splits(per_split: np.ndarray) -> tuple[float, float]:

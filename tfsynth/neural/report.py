@@ -66,6 +66,7 @@ def plot_depth(path: str, model: str, layer_scores: dict, title_note: str = "") 
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    points: list = []
     for region, points in layer_scores.items():
         depth = [p[0] for p in points]
         ax.errorbar(depth, [p[2] for p in points], yerr=[p[3] for p in points], marker="o", ms=3, capsize=2,
