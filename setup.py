@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "matplotlib>=3.10,<3.12",
     "h5py>=3.14,<3.17",
+    "pycocotools>=2.0.11,<2.1",
 ]
 
 setup(

@@ -116,3 +116,18 @@ def test_metrics_module_does_not_import_tensorflow():
             "tfsynth.segmentation.visualize, tfsynth.segmentation.configs; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_voc_palette_and_overlays():
+    from tfsynth.segmentation import visualize
+
+    pal = visualize.palette(21)
+    assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [128, 0, 0] and pal[2].tolist() == [0, 128, 0]
+    assert pal[15].tolist() == [192, 128, 128] and pal[20].tolist() == [0, 64, 128]  # person, tvmonitor (VOC)
+    labels = np.array([[[0, 1], [255, 15]]], np.uint8)
+    assert visualize.colorize(labels[..., None])[0, 1, 0].tolist() == [255, 255, 255]  # ignore -> white
+    images = np.full((1, 2, 2, 3), 100, np.uint8)
+    out = visualize.overlay(images, labels, alpha=0.5)
+    assert out[0, 0, 0].tolist() == [100, 100, 100]  # background untouched
+    assert out[0, 0, 1].tolist() == [114, 50, 50]
+    assert visualize.comparison_rows(images, labels, labels).shape == (1, 2, 6, 3)

@@ -94,9 +94,10 @@ if __name__ == "__main__":
     try:
         main()
     except Exception as e:  # bad config / data / workdir: a clear message without a traceback
-        from tfsynth.input.datasets import DataSpecError
+        if not isinstance(e, (ConfigError, FileExistsError, FileNotFoundError)):
+            from tfsynth.input.datasets import DataSpecError  # imports TensorFlow: only when needed
 
-        if not isinstance(e, (ConfigError, DataSpecError, FileExistsError, FileNotFoundError)):
-            raise
+            if not isinstance(e, DataSpecError):
+                raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -36,9 +36,11 @@ import tensorflow as tf
 from keras import layers
 
 from tfsynth.models import resnet as resnet_lib
+from tfsynth.models.classifier import normalization_layer
 
 __all__ = ["fcn_resnet", "fcn_resnet50", "fcn_resnet101", "BilinearResizeLike", "IMAGENET_MEAN", "IMAGENET_STD",
            "load_torchvision_fcn_state_dict", "to_torchvision_fcn_state_dict", "transfer_weights",
+           "transfer_state_dict", "save_torchvision_npz", "load_npz",
            "backbone_of", "count_trainable", "DilatedConv2D", "SegmentationCrossEntropy"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's segmentation reference Normalize (on [0, 1] pixels)
@@ -68,9 +70,11 @@ class DilatedConv2D(layers.Conv2D):
     """Conv2D whose dilated, stride-1, 'same' convolutions can run as im2col + one matmul.
 
     TensorFlow's CPU kernels have no dilated Conv2D gradient, so ``tf.nn.convolution`` falls back to
-    SpaceToBatch -> conv -> BatchToSpace, whose backward pass is 5-20x slower than gathering the k*k
-    dilated taps of the zero-padded input into channels and multiplying once with the (k*k*C_in, C_out)
-    kernel (same weights, same result to float rounding). ``implementation``: 'native' (always
+    SpaceToBatch -> conv -> BatchToSpace, whose backward pass is slow; gathering the k*k dilated taps of the
+    zero-padded input into channels and multiplying once with the (k*k*C_in, C_out) kernel computes the same
+    (to float rounding) with the same weights. Measured on 2 CPU cores: 2.4-20x faster for one layer4 conv's
+    forward + backward, about 2x for a whole FCN-ResNet-50 training step at 32-64 px, on par at 128 px
+    (benchmarks/bench_segmentation.py). ``implementation``: 'native' (always
     tf.nn.convolution), 'im2col', or 'auto' (im2col unless a GPU is visible when the graph is traced; the
     im2col tensor holds k*k copies of the input, which matters at full resolution on accelerators).
     """
@@ -159,23 +163,26 @@ def fcn_resnet(depth: int = 50, num_classes: int = 21, aux_loss: bool = False,
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if (mean is None) != (std is None):
         raise ValueError("give both mean and std, or neither")
-    net = resnet_lib.resnet(depth, include_top=False, input_shape=tuple(input_shape),
-                            replace_stride_with_dilation=(False, True, True), name=f"resnet{depth}")
     if dilated_conv not in DILATED_CONV_IMPLEMENTATIONS:
         raise ValueError(f"dilated_conv must be one of {DILATED_CONV_IMPLEMENTATIONS}, got {dilated_conv!r}")
+    net = resnet_lib.resnet(depth, include_top=False, input_shape=tuple(input_shape),
+                            replace_stride_with_dilation=(False, True, True), name=f"resnet{depth}")
     if dilated_conv != "native":
         net = _use_dilated_conv2d(net, dilated_conv)
-    blocks = resnet_lib._CONFIGS[depth][1]
-    feature_outputs = {"out": net.get_layer(f"layer4.{blocks[3] - 1}.out").output}
+
+    def last_block(stage: int) -> str:
+        return max((layer.name for layer in net.layers
+                    if layer.name.startswith(f"layer{stage}.") and layer.name.endswith(".out")),
+                   key=lambda name: int(name.split(".")[1]))
+
+    feature_outputs = {"out": net.get_layer(last_block(4)).output}
     if aux_loss:
-        feature_outputs["aux"] = net.get_layer(f"layer3.{blocks[2] - 1}.out").output
+        feature_outputs["aux"] = net.get_layer(last_block(3)).output
     backbone = keras.Model(net.input, feature_outputs, name="backbone")  # torchvision's IntermediateLayerGetter
 
     images = keras.Input(shape=tuple(input_shape), name="image")
     x = images
     if mean is not None:
-        from tfsynth.models.classifier import normalization_layer
-
         x = normalization_layer(mean, std)(x)
     features = backbone(x)
     logits = _fcn_head(features["out"], 2048, num_classes, "classifier", dropout)
@@ -204,54 +211,6 @@ def count_trainable(model: keras.Model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-# --- weight transfer between FCNs ------------------------------------------------------------------------------
-
-def _weighted_layers(model: keras.Model) -> dict[str, layers.Layer]:
-    """{torchvision module path: layer} for every layer with weights ('backbone.layer1.0.conv1', 'classifier.4')."""
-    found = {}
-    for layer in model.layers:
-        if layer.name == "backbone":
-            for inner in layer.layers:
-                if inner.weights:
-                    found[f"backbone.{inner.name}"] = inner
-        elif layer.weights:
-            found[layer.name] = layer
-    return found
-
-
-def transfer_weights(source: keras.Model, target: keras.Model, mode: str = "backbone") -> dict[str, list[str]]:
-    """Copies weights from one ``fcn_resnet`` model into another (e.g. 4-class pre-training -> 21-class COCO).
-
-    mode 'backbone': only the ResNet backbone; both heads keep their fresh initialisation.
-    mode 'matching': every layer present in both models whose weight shapes all agree (backbone, the heads'
-    3x3 conv and batch norm; not the final 1x1 convs when the class counts differ). This is what the seed
-    author's code does (``load_state_dict`` of everything except ``classifier.4``).
-    Returns {'transferred': [...], 'kept': [...]} (module paths of the target's weighted layers).
-    """
-    if mode not in ("backbone", "matching"):
-        raise ValueError(f"transfer mode must be 'backbone' or 'matching', got {mode!r}")
-    src, dst = _weighted_layers(source), _weighted_layers(target)
-    missing = sorted(k for k in dst if k.startswith("backbone.") and k not in src)
-    if missing:
-        raise ValueError(f"source model has no backbone layer(s) {missing[:5]}...: different architectures")
-    transferred, kept = [], []
-    for path, layer in dst.items():
-        wanted = path.startswith("backbone.") or mode == "matching"
-        other = src.get(path)
-        if wanted and other is not None:
-            values = other.get_weights()
-            shapes_match = [v.shape for v in values] == [tuple(w.shape) for w in layer.weights]
-            if shapes_match:
-                layer.set_weights(values)
-                transferred.append(path)
-                continue
-            if path.startswith("backbone."):
-                raise ValueError(f"backbone layer {path}: shapes {[v.shape for v in values]} vs "
-                                 f"{[tuple(w.shape) for w in layer.weights]}")
-        kept.append(path)
-    return {"transferred": transferred, "kept": kept}
-
-
 # --- torchvision state_dict mapping ----------------------------------------------------------------------------
 
 def _head_entries(model: keras.Model):
@@ -269,7 +228,7 @@ def _head_entries(model: keras.Model):
             if layer.use_bias:
                 entries.append((f"{n}.bias", same, same))
         elif isinstance(layer, layers.BatchNormalization):
-            entries = [(f"{n}.{k}", same, same) for k in resnet_lib._BN_KEYS]
+            entries = [(f"{n}.{k}", same, same) for k in ("weight", "bias", "running_mean", "running_var")]
         else:
             raise ValueError(f"don't know how to map layer {n!r}")
         yield layer, entries
@@ -318,6 +277,65 @@ def load_torchvision_fcn_state_dict(model: keras.Model, state_dict, strict: bool
     for var, value in pending:
         var.assign(value)
     return model
+
+
+# --- weight transfer between FCNs ------------------------------------------------------------------------------
+
+TRANSFER_MODES = ("backbone", "matching")
+
+
+def transfer_state_dict(state_dict, target: keras.Model, mode: str = "backbone") -> dict[str, list[str]]:
+    """Initialises `target` (an ``fcn_resnet`` model) from a torchvision-layout FCN state_dict, e.g. the weights of
+    a 4-class pre-training run for a 21-class COCO model.
+
+    mode 'backbone': only 'backbone.*' (every backbone weight must be present with the right shape); both heads
+    keep their fresh initialisation.
+    mode 'matching': every layer whose weights are all present with equal shapes: the backbone and the heads'
+    3x3 conv and batch norm, not the final 1x1 convs when the class counts differ (an aux head only if the
+    source had one). This is what the seed author's code does (``load_state_dict`` of all but ``classifier.4``).
+    Returns {'transferred': [...], 'kept': [...]}: module paths of the target's layers, by what happened.
+    """
+    if mode not in TRANSFER_MODES:
+        raise ValueError(f"transfer mode must be one of {TRANSFER_MODES}, got {mode!r}")
+    own = to_torchvision_fcn_state_dict(target)  # names and shapes of the target
+    modules: dict[str, list[str]] = {}
+    for key in own:
+        if not key.endswith("num_batches_tracked"):
+            modules.setdefault(key.rsplit(".", 1)[0], []).append(key)
+    chosen, transferred, kept = {}, [], []
+    for module, keys in modules.items():
+        in_backbone = module.startswith("backbone.")
+        ok = all(k in state_dict and np.shape(state_dict[k]) == own[k].shape for k in keys)
+        if in_backbone and not ok:
+            bad = [k for k in keys if k not in state_dict or np.shape(state_dict[k]) != own[k].shape]
+            raise ValueError(f"cannot transfer the backbone: {bad[0]} is "
+                             + ("missing" if bad[0] not in state_dict else
+                                f"{np.shape(state_dict[bad[0]])}, expected {own[bad[0]].shape}")
+                             + " in the source weights (a different architecture?)")
+        if ok and (in_backbone or mode == "matching"):
+            chosen.update({k: state_dict[k] for k in keys})
+            transferred.append(module)
+        else:
+            kept.append(module)
+    load_torchvision_fcn_state_dict(target, chosen, strict=False)
+    return {"transferred": transferred, "kept": kept}
+
+
+def transfer_weights(source: keras.Model, target: keras.Model, mode: str = "backbone") -> dict[str, list[str]]:
+    """`transfer_state_dict` from another ``fcn_resnet`` model."""
+    return transfer_state_dict(to_torchvision_fcn_state_dict(source), target, mode)
+
+
+def save_torchvision_npz(model: keras.Model, path: str) -> None:
+    """The weights as an .npz in torchvision's FCN state_dict layout (loads into torchvision's fcn_resnet50 with
+    ``model.load_state_dict({k: torch.from_numpy(v) for k, v in np.load(path).items()})``)."""
+    with open(path, "wb") as f:
+        np.savez(f, **to_torchvision_fcn_state_dict(model))
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
 
 
 # --- loss -------------------------------------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """Segmentation experiments of Holm (2022), one config each, every hyper-parameter in one place (big_vision style).
 
     python -m train.segment --config holm2022 --workdir runs/segment/holm2022          # the paper's experiment
-    python -m train.segment --config tiny --data_dir /tmp/tfds --coco_dir <fixture>     # tests: ~1 min on 2 CPUs
+    python -m train.segment --config tiny --auto_build --coco_dir DIR --data_dir /tmp/tfds   # tests: ~1 min, 2 CPUs
     python -m train.segment --config holm2022 --epochs 20 --lr 0.02                     # flags override fields
 
 One run = these stages, each in `<workdir>/<stage>/` (stage names in brackets):
   [baseline]          FCN-ResNet-50 (21 classes) from scratch on `finetune_data` (COCO, 20 VOC classes)
   [pretrain-<name>]   FCN-ResNet-50 (4 classes) from scratch on each synthetic dataset of `pretrain_data`
-  [transfer-<name>]   FCN-ResNet-50 (21 classes) on `finetune_data`, backbone (`transfer='backbone'`) or every
-                      shape-compatible weight (`transfer='matching'`) from [pretrain-<name>], heads re-initialised
+  [transfer-<name>]   FCN-ResNet-50 (21 classes) on `finetune_data` starting from [pretrain-<name>]'s backbone
+                      (`transfer='backbone'`: heads re-initialised) or from every weight of equal shape
+                      (`transfer='matching'`: only the final 1x1 convs re-initialised)
 Every stage starts from `keras.utils.set_random_seed(seed)`, so the baseline and the transfers share the data order
 and the heads' initial weights; they differ only in the transferred weights.
 

@@ -39,8 +39,9 @@ class Evaluator:
     def __init__(self, model: keras.Model, num_classes: int):
         self.model = model
         self.num_classes = int(num_classes)
-        self._batch = tf.function(self._batch_stats, reduce_retracing=True)
-        self._predict = tf.function(self._predict_labels, reduce_retracing=True)
+        # One trace per Evaluator whatever the image sizes (padded COCO batches differ in shape).
+        self._batch = tf.function(self._batch_stats, input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.uint8), tf.TensorSpec([None, None, None, 1], tf.uint8)])
 
     def _batch_stats(self, images, labels):
         k = self.num_classes
@@ -57,14 +58,15 @@ class Evaluator:
         loss_sum = tf.reduce_sum(tf.where(in_range, ce, tf.zeros_like(ce)))
         index = tf.boolean_mask(safe * k + predictions, in_range)
         matrix = tf.math.bincount(index, minlength=k * k, maxlength=k * k, dtype=tf.int64)
-        return tf.reshape(matrix, [k, k]), loss_sum, tf.shape(images, out_type=tf.int64)[0], out_of_range
+        return (tf.reshape(matrix, [k, k]), loss_sum, tf.shape(images, out_type=tf.int64)[0], out_of_range,
+                predictions)
 
-    def _predict_labels(self, images):
-        return tf.argmax(_logits(self.model(images, training=False)), axis=-1, output_type=tf.int32)
-
-    def predict(self, images) -> np.ndarray:
-        """(B, H, W) int32 predicted classes."""
-        return self._predict(tf.convert_to_tensor(images)).numpy()
+    def predict(self, images, labels=None) -> np.ndarray:
+        """(B, H, W) int32 predicted classes of uint8 images (B, H, W, 3)."""
+        images = tf.convert_to_tensor(images, tf.uint8)
+        if labels is None:
+            labels = tf.fill(tf.concat([tf.shape(images)[:3], [1]], 0), tf.constant(IGNORE_INDEX, tf.uint8))
+        return self._batch(images, tf.convert_to_tensor(labels, tf.uint8))[4].numpy()
 
     def evaluate(self, dataset: tf.data.Dataset, max_batches: Optional[int] = None) -> EvalResult:
         """Streams `dataset` (images, labels) or (images, {'out': labels, ...}) once."""
@@ -75,7 +77,7 @@ class Evaluator:
                 break
             if isinstance(labels, dict):
                 labels = labels["out"]
-            m, loss, n, out_of_range = self._batch(images, labels)
+            m, loss, n, out_of_range, _ = self._batch(images, labels)
             matrix += m.numpy()
             loss_sum += float(loss.numpy())
             images_seen += int(n.numpy())
@@ -85,3 +87,22 @@ class Evaluator:
                              f"(and are not the ignore index {IGNORE_INDEX}): wrong dataset for this model?")
         pixels = int(matrix.sum())
         return EvalResult(matrix, loss_sum / max(pixels, 1), images_seen, pixels)
+
+
+def evaluate_saved_model(model_path: str, data_spec: str, split: str = "validation", *, data_dir: Optional[str] = None,
+                         eval_size: int = 520, batch_size: int = 8):
+    """Loads a `.keras` segmentation model (e.g. <stage>/model.keras) and streams one split of a dataset through it.
+
+    Returns (EvalResult, SegmentationData). The dataset's classes must match the model's output channels."""
+    import tfsynth.segmentation.optim  # noqa: F401 - registers the optimizer/schedule saved with train.segment models
+    from tfsynth.segmentation import pipeline
+
+    if not tf.io.gfile.exists(model_path):
+        raise FileNotFoundError(f"no model at {model_path}")
+    model = keras.models.load_model(model_path, compile=False)
+    data = pipeline.load_data(data_spec, split, data_dir=data_dir)
+    outputs = model.output["out"] if isinstance(model.output, dict) else model.output
+    if outputs.shape[-1] != data.num_classes:
+        raise ValueError(f"{model_path} predicts {outputs.shape[-1]} classes, {data.spec} has {data.num_classes}")
+    dataset = pipeline.eval_dataset(data, batch_size=batch_size, eval_size=eval_size)
+    return Evaluator(model, data.num_classes).evaluate(dataset), data

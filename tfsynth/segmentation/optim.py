@@ -48,14 +48,20 @@ class GroupLRSGD(TorchSGD):
         self.lr_multipliers = {str(k): float(v) for k, v in (lr_multipliers or {}).items()}
 
     def factor(self, variable) -> float:
+        """The learning-rate factor of a Keras variable (by its path, e.g. 'aux_classifier.4/kernel')."""
         path = getattr(variable, "path", "") or ""
         for prefix, factor in self.lr_multipliers.items():
             if path.startswith(prefix):
                 return factor
         return 1.0
 
+    def build(self, variables):
+        super().build(variables)
+        # update_step sees backend variables (no Keras path) on TensorFlow: look the factors up by index.
+        self._lr_factors = [self.factor(v) for v in variables]
+
     def update_step(self, gradient, variable, learning_rate):
-        factor = self.factor(variable)
+        factor = self._lr_factors[self._get_variable_index(variable)]
         if factor != 1.0:
             learning_rate = ops.multiply(ops.cast(learning_rate, variable.dtype), factor)
         super().update_step(gradient, variable, learning_rate)

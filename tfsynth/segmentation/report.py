@@ -104,6 +104,7 @@ def plot_curves(stages: Sequence[dict], path: str, metric_names: Sequence[str], 
     """One panel per metric (validation score in % vs. training epochs), one line per stage; PNG at `path`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     curves = _curves(stages, alpha)
     cols = min(3, len(metric_names))
@@ -114,6 +115,7 @@ def plot_curves(stages: Sequence[dict], path: str, metric_names: Sequence[str], 
         ax = fig.add_subplot(rows, cols, i + 1)
         for method, (epochs, values) in curves.items():
             ax.plot(epochs, values[metric], marker="o", markersize=3, label=method)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("Training epochs")
         ax.set_ylabel(f"{metrics.METRIC_TITLES[metric]} [%]")
         ax.set_ylim(0, 100)

@@ -9,6 +9,8 @@ and a from-scratch baseline (Holm 2022). `run(config, workdir)` does everything;
     <stage>/logs/{train,validation}  TensorBoard: per-epoch scalars (step = epochs completed), predicted-mask
                                      overlays of the first validation images every epoch, training samples, hparams
     <stage>/model.keras              the final model (load with `import tfsynth.segmentation.training` first)
+    <stage>/weights_torchvision.npz  the same weights in torchvision's fcn_resnet50 state_dict layout (the transfer
+                                     stages read their initialisation from here)
     <stage>/results.json             final scores of the stage; written last: marks the stage as finished
     report/                          Tables 2-3 (.md/.csv), Figures 4-5 (.png) -- see tfsynth.segmentation.report
     results.json                     the run's summary; written last: marks the run as finished
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from typing import Optional
 
@@ -29,17 +32,19 @@ import tensorflow as tf
 
 import tfsynth.segmentation.optim  # noqa: F401 - registers PolySchedule / GroupLRSGD for loading checkpoints
 from tfsynth.input.augment import image_grid
-from tfsynth.models.fcn import SegmentationCrossEntropy, fcn_resnet50, transfer_weights
+from tfsynth.models.fcn import (SegmentationCrossEntropy, fcn_resnet50, load_npz, save_torchvision_npz,
+                                transfer_state_dict)
 from tfsynth.segmentation import pipeline, report, visualize
 from tfsynth.segmentation.configs import SegmentConfig, Stage, plan_stages
 from tfsynth.segmentation.evaluation import Evaluator
 from tfsynth.segmentation.metrics import METRICS
 from tfsynth.segmentation.optim import GroupLRSGD, PolySchedule
 from tfsynth.training import callbacks as cb
-from tfsynth.training.checkpoint import (EpochCheckpoint, atomic_save_model, atomic_write_text, latest_checkpoint,
-                                         restore_checkpoint)
+from tfsynth.training.checkpoint import (EpochCheckpoint, atomic_save_model, atomic_write, atomic_write_text,
+                                         latest_checkpoint, restore_checkpoint)
 
 OVERLAY_SIZE = 128  # display height of each overlay row in TensorBoard
+WEIGHTS_NPZ = "weights_torchvision.npz"  # final weights of a stage in torchvision's fcn_resnet50 state_dict layout
 
 
 def build_model(config: SegmentConfig, num_classes: int) -> keras.Model:
@@ -75,8 +80,9 @@ def compile_model(model: keras.Model, config: SegmentConfig, schedule) -> keras.
 
 def _display(rows: np.ndarray) -> tf.Tensor:
     """Rows of different sizes -> (N, OVERLAY_SIZE, 3 * OVERLAY_SIZE, 3) uint8, aspect ratio kept (padded)."""
-    out = [tf.image.resize_with_pad(tf.convert_to_tensor(r), OVERLAY_SIZE, 3 * OVERLAY_SIZE) for r in rows]
-    return tf.cast(tf.clip_by_value(tf.round(tf.stack(out)), 0, 255), tf.uint8)
+    out = [tf.image.resize_with_pad(tf.convert_to_tensor(r), OVERLAY_SIZE, 3 * OVERLAY_SIZE, method="nearest")
+           for r in rows]
+    return tf.cast(tf.stack(out), tf.uint8)  # nearest keeps the values
 
 
 class SegmentationMonitor(keras.callbacks.Callback):
@@ -117,7 +123,7 @@ class SegmentationMonitor(keras.callbacks.Callback):
             for m in METRICS:
                 tf.summary.scalar(f"epoch_{m}", scores[m], step=step)
             if self.overlay_images:
-                rows = [visualize.comparison_rows(img[None], lab[None], self.evaluator.predict(img[None]))[0]
+                rows = [visualize.comparison_rows(img[None], lab[None], self.evaluator.predict(img[None], lab[None]))[0]
                         for img, lab in zip(self.overlay_images, self.overlay_labels)]
                 tf.summary.image("overlays/image_truth_prediction", image_grid(_display(rows), 1)[tf.newaxis],
                                  step=step, max_outputs=1)
@@ -149,8 +155,9 @@ def _write_samples(log_dir: str, data: pipeline.SegmentationData, size: int, n: 
         return
     rows = [np.concatenate([np.asarray(img), visualize.overlay(np.asarray(img), np.asarray(lab))], axis=1)
             for img, lab in examples]
-    grid = [tf.image.resize_with_pad(tf.convert_to_tensor(r), OVERLAY_SIZE, 2 * OVERLAY_SIZE) for r in rows]
-    grid = tf.cast(tf.clip_by_value(tf.round(tf.stack(grid)), 0, 255), tf.uint8)
+    grid = [tf.image.resize_with_pad(tf.convert_to_tensor(r), OVERLAY_SIZE, 2 * OVERLAY_SIZE, method="nearest")
+            for r in rows]
+    grid = tf.cast(tf.stack(grid), tf.uint8)
     cb.write_image_grids(log_dir, {f"samples/{data.spec.replace('/', '_')}_{data.split}": grid}, step=0, columns=2)
 
 
@@ -164,6 +171,16 @@ def _write_hparams(log_dir: str, config: SegmentConfig, stage: Stage) -> None:
         hp.hparams_config(hparams=[hp.HParam(k) for k in hparams], metrics=metrics)
         hp.hparams(hparams, trial_id=stage.name)
     writer.close()
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-links `src` to `dst` atomically (copies where links are not supported)."""
+    tmp = f"{dst}.tmp-{os.getpid()}"
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def _read_json(path: str):
@@ -206,15 +223,16 @@ def run_stage(stage: Stage, config: SegmentConfig, workdir: str, *, data_dir: Op
 
     model = build_model(config, num_classes)
     transfer = None
-    if stage.init_from and not initial_epoch:
-        source_path = os.path.join(workdir, stage.init_from, "model.keras")
-        source = keras.models.load_model(source_path, compile=False)
-        transfer = transfer_weights(source, model, config.transfer)
+    transfer_path = os.path.join(stage_dir, "transfer.json")
+    if stage.init_from and initial_epoch and os.path.exists(transfer_path):
+        transfer = _read_json(transfer_path)  # what was transferred when the stage started
+    elif stage.init_from:
+        source_path = os.path.join(workdir, stage.init_from, WEIGHTS_NPZ)
+        transfer = transfer_state_dict(load_npz(source_path), model, config.transfer)
         transfer["source"] = source_path
         print(f"[{stage.name}] initialised {len(transfer['transferred'])} layers from {source_path} "
               f"(transfer={config.transfer}); re-initialised: {', '.join(p for p in transfer['kept'])}", flush=True)
-        del source
-        atomic_write_text(os.path.join(stage_dir, "transfer.json"), json.dumps(transfer, indent=2))
+        atomic_write_text(transfer_path, json.dumps(transfer, indent=2))
     schedule = learning_rate(config, steps, stage.epochs)
     compile_model(model, config, schedule)
     if initial_epoch:
@@ -237,8 +255,7 @@ def run_stage(stage: Stage, config: SegmentConfig, workdir: str, *, data_dir: Op
     monitor = SegmentationMonitor(evaluator, eval_ds, overlays, stage, stage_dir, history,
                                   lambda epoch: lr_at_epoch(schedule, epoch, steps), config.ci_alpha, stage.epochs,
                                   verbose=bool(verbose))
-    if not any(e["epochs_completed"] == initial_epoch for e in history) and (
-            config.eval_before_training or stage.epochs == 0) and initial_epoch == 0:
+    if initial_epoch == 0 and config.eval_before_training and not any(e["epochs_completed"] == 0 for e in history):
         monitor.evaluate(0)
     fit_epochs = []
     if initial_epoch < stage.epochs:
@@ -246,10 +263,17 @@ def run_stage(stage: Stage, config: SegmentConfig, workdir: str, *, data_dir: Op
                         callbacks=[monitor, EpochCheckpoint(ckpt_dir, keep=config.keep_checkpoints)],
                         shuffle=False, verbose=verbose)
         fit_epochs = list(fit.epoch)
+    if not history or history[-1]["epochs_completed"] != stage.epochs:  # e.g. 0 epochs, or a lost history.json
+        monitor.evaluate(stage.epochs)
     monitor.close()
 
     model_path = os.path.join(stage_dir, "model.keras")
-    atomic_save_model(model, model_path)
+    last = latest_checkpoint(ckpt_dir)
+    if last and last[0] == stage.epochs:
+        _link_or_copy(last[1], model_path)  # the final checkpoint is the final model: no second save
+    else:
+        atomic_save_model(model, model_path)
+    atomic_write(os.path.join(stage_dir, WEIGHTS_NPZ), lambda tmp: save_torchvision_npz(model, tmp))
     final = history[-1]
     results = {
         "stage": stage.name, "method": stage.method, "kind": stage.kind, "data": stage.data,
