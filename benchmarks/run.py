@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,13 +33,21 @@ def main(argv=None) -> int:
     summary = {"machine": platform.platform(), "processor": platform.processor(), "results": {}}
     for name in names:
         start = time.time()
-        result = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
+        # One process per benchmark: TensorFlow and software OpenGL must never share a process.
+        code = f"import json, benchmarks.{name} as b; print('RESULT' + json.dumps(b.run(quick={args.quick})))"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")]
+        if proc.returncode != 0 or not lines:
+            print(f"benchmark {name} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}", file=sys.stderr)
+            summary["results"][name] = {"error": proc.stderr[-2000:]}
+            continue
+        result = json.loads(lines[-1][len("RESULT"):])
         result["wall_seconds"] = round(time.time() - start, 1)
         summary["results"][name] = result
         (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2), flush=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return 0
+    return 1 if any("error" in r for r in summary["results"].values()) else 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ def _files(workdir):
 
 def test_two_epochs_write_logs_checkpoint_and_loadable_models(tmp_path, capsys):
     workdir = str(tmp_path / "run")
-    results = job.main(["--data_dir", tiny_data_dir(), "--workdir", workdir, "--epochs", "2", *SMALL])
+    # In-process: --no-deterministic keeps op determinism (process-global, irreversible) off for other tests.
+    results = job.main(["--data_dir", tiny_data_dir(), "--workdir", workdir, "--epochs", "2", "--no-deterministic",
+                        *SMALL])
     out = capsys.readouterr().out
     assert f"tensorboard --logdir {workdir}/logs" in out and "Final held-out accuracy (train[75%:]" in out
 
@@ -110,3 +112,14 @@ def test_sigkill_after_first_checkpoint_then_resume(tmp_path):
     assert [h["learning_rate"] for h in results["history"]] == pytest.approx([0.01] + [0.001] * 5)
     model = keras.models.load_model(os.path.join(workdir, "model.keras"))
     assert int(model.optimizer.iterations.numpy()) == 6 * 3
+
+    # The same run without interruption: same data stream, same updates, bitwise the same model.
+    straight = str(tmp_path / "straight")
+    proc = subprocess.run(args[:args.index("--workdir") + 1] + [straight] + args[args.index("--workdir") + 2:],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(straight, "results.json")) as f:
+        assert json.load(f)["history"] == results["history"]
+    reference = keras.models.load_model(os.path.join(straight, "model.keras"))
+    for a, b in zip(reference.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -67,7 +67,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = BUILDER_CONFIGS
-    DEFAULT_CONFIG_NAME = "1k"
+    DEFAULT_BUILDER_CONFIG_NAME = "1k"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Download COCO 2017 from https://cocodataset.org/#download (train2017.zip, val2017.zip,
     annotations_trainval2017.zip) and unzip all three into one directory, giving

@@ -83,7 +83,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = BUILDER_CONFIGS
-    DEFAULT_CONFIG_NAME = "tiny"
+    DEFAULT_BUILDER_CONFIG_NAME = "tiny"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Only for the `*_csv` configs: put one CSV per category (rows a,b,c,d,e,f,p, e.g. the official "
         "`csv_rate0.2_category1000` folder or `python -m tfsynth.fractals.search --out DIR`) in --manual_dir."

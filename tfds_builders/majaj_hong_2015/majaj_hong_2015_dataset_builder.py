@@ -70,7 +70,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [MajajHong2015Config(
         name="default", description="V4 (88) and IT (168) sites, mean rate 70-170 ms, all repetitions.")]
-    DEFAULT_CONFIG_NAME = "default"
+    DEFAULT_BUILDER_CONFIG_NAME = "default"
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
     def _info(self) -> tfds.core.DatasetInfo:

@@ -93,7 +93,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = BUILDER_CONFIGS
-    DEFAULT_CONFIG_NAME = "perlin_tiny"
+    DEFAULT_BUILDER_CONFIG_NAME = "perlin_tiny"
 
     def _info(self) -> tfds.core.DatasetInfo:
         config = self.builder_config.scenes

@@ -78,7 +78,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = _configs()
-    DEFAULT_CONFIG_NAME = "subj01"
+    DEFAULT_BUILDER_CONFIG_NAME = "subj01"
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
     def _info(self) -> tfds.core.DatasetInfo:

@@ -46,7 +46,8 @@ class DataSource:
 def parse_data_spec(spec: str) -> list[DataSource]:
     """Parses the syntax of a spec (`name[/config][:K],...`); does not look at the registry."""
     if not spec or not spec.strip():
-        raise DataSpecError("empty --data spec; expected e.g. 'fractal_db/tiny' or 'fractal_db/1k:500,proc_synth_db/1k:500'")
+        raise DataSpecError("empty --data spec; expected e.g. 'fractal_db/tiny' or "
+                            "'fractal_db/1k:500,proc_synth_db/1k:500'")
     sources = []
     for item in spec.split(","):
         item = item.strip()
