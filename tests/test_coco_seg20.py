@@ -304,7 +304,7 @@ def test_builder_configs():
     from tfds_builders.coco_seg20 import Builder
 
     configs = {c.name: c.coco for c in Builder.BUILDER_CONFIGS}
-    assert list(configs) == ["1k", "full", "tiny"] and Builder.DEFAULT_CONFIG_NAME == "1k"
+    assert list(configs) == ["1k", "full", "tiny"] and Builder.DEFAULT_BUILDER_CONFIG_NAME == "1k"
     assert (configs["1k"].num_train, configs["1k"].num_validation, configs["1k"].seed) == (1000, 1000, 0)
     assert configs["full"].num_train is None and configs["1k"].min_area == 1000
     assert "CAT_LIST" in Builder(config="tiny", data_dir="/nonexistent").info.description
