@@ -10,28 +10,13 @@ Every field of the selected config (tfsynth/training/pretrain_configs.py) is a f
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import os
-import re
 import sys
 import time
-import typing
 
+from tfsynth.config_flags import add_config_flags, config_from_args as config_from_args_
 from tfsynth.training import pretrain_configs
 from tfsynth.training.pretrain_configs import STRATEGIES, ConfigError, PretrainConfig
-
-
-def _field_help() -> dict[str, str]:
-    """The trailing comment of each PretrainConfig field, used as its flag's help."""
-    source = inspect.getsource(PretrainConfig)
-    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.*)$", source, re.M)}
-
-
-def _tuple_parser(item_type):
-    def parse(text: str):
-        return tuple(item_type(x) for x in text.split(",") if x.strip())
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,27 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tpu", default=None, help="TPU name/address for --strategy tpu")
     run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
 
-    fields = parser.add_argument_group("config fields (override the selected --config)")
-    helps = _field_help()
-    hints = typing.get_type_hints(PretrainConfig)
-    for field in dataclasses.fields(PretrainConfig):
-        hint = hints[field.name]
-        kwargs = {"default": None, "help": helps.get(field.name, "").replace("%", "%%")}
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(hint) is tuple:
-            kwargs["type"] = _tuple_parser(typing.get_args(hint)[0])
-            kwargs["metavar"] = "A,B,..."
-        else:
-            kwargs["type"] = hint
-        fields.add_argument(f"--{field.name}", **kwargs)
+    add_config_flags(parser, PretrainConfig)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)
-                 if getattr(args, f.name) is not None}
-    return pretrain_configs.get_config(args.config, overrides)
+    return config_from_args_(args, pretrain_configs.CONFIGS, PretrainConfig)
 
 
 def main(argv=None) -> dict:

@@ -11,28 +11,13 @@ Every field of the selected config (tfsynth/segmentation/configs.py) is a flag t
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import os
-import re
 import sys
 import time
-import typing
 
+from tfsynth.config_flags import add_config_flags, config_from_args as config_from_args_
 from tfsynth.segmentation import configs
 from tfsynth.segmentation.configs import ConfigError, SegmentConfig
-
-
-def _field_help() -> dict[str, str]:
-    """The trailing comment of each SegmentConfig field, used as its flag's help."""
-    source = inspect.getsource(SegmentConfig)
-    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.*)$", source, re.M)}
-
-
-def _tuple_parser(item_type):
-    def parse(text: str):
-        return tuple(item_type(x) for x in text.split(",") if x.strip())
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,27 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="skip finished stages, continue the current one")
     run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
 
-    fields = parser.add_argument_group("config fields (override the selected --config)")
-    helps = _field_help()
-    hints = typing.get_type_hints(SegmentConfig)
-    for field in dataclasses.fields(SegmentConfig):
-        hint = hints[field.name]
-        kwargs = {"default": None, "help": helps.get(field.name, "").replace("%", "%%")}
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(hint) is tuple:
-            kwargs["type"] = _tuple_parser(typing.get_args(hint)[0])
-            kwargs["metavar"] = "A,B,..."
-        else:
-            kwargs["type"] = hint
-        fields.add_argument(f"--{field.name}", **kwargs)
+    add_config_flags(parser, SegmentConfig)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> SegmentConfig:
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SegmentConfig)
-                 if getattr(args, f.name) is not None}
-    return configs.get_config(args.config, overrides)
+    return config_from_args_(args, configs.CONFIGS, SegmentConfig)
 
 
 def main(argv=None) -> dict:

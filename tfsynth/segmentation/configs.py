@@ -26,6 +26,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
+from tfsynth import config_flags
+from tfsynth.config_flags import ConfigError  # noqa: F401  (re-exported)
+
 TRANSFER_MODES = ("backbone", "matching")
 LR_SCHEDULES = ("constant", "poly")
 DILATED_CONV = ("auto", "native", "im2col")
@@ -33,8 +36,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's Normalize for segmentatio
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ConfigError(ValueError):
-    """An unknown config name or field, or an invalid value."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,14 +162,7 @@ CONFIGS: dict[str, Callable[[], SegmentConfig]] = {
 
 def get_config(name: str, overrides: Optional[dict] = None) -> SegmentConfig:
     """The named config with `overrides` (field -> value) applied; unknown names/fields raise ConfigError."""
-    if name not in CONFIGS:
-        raise ConfigError(f"unknown --config {name!r}; valid: {', '.join(CONFIGS)}")
-    config = CONFIGS[name]()
-    fields = {f.name for f in dataclasses.fields(SegmentConfig)}
-    unknown = sorted(set(overrides or {}) - fields)
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {unknown}; valid: {', '.join(sorted(fields))}")
-    return config.replace(**(overrides or {}))
+    return config_flags.get_config(CONFIGS, SegmentConfig, name, overrides)
 
 
 def source_label(spec: str, specs: tuple[str, ...]) -> str:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
+from tfsynth import config_flags
+from tfsynth.config_flags import ConfigError  # noqa: F401  (re-exported)
+
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")  # --strategy choices (tf.distribute)
 
 
-class ConfigError(ValueError):
-    """An unknown config name or field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,12 +138,5 @@ CONFIGS: dict[str, Callable[[], PretrainConfig]] = {
 
 
 def get_config(name: str, overrides: Optional[dict] = None) -> PretrainConfig:
-    """The named config with `overrides` (field -> value) applied; unknown names/fields raise a clear error."""
-    if name not in CONFIGS:
-        raise ConfigError(f"unknown --config {name!r}; valid: {', '.join(CONFIGS)}")
-    config = CONFIGS[name]()
-    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
-    unknown = sorted(set(overrides or {}) - fields)
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {unknown}; valid: {', '.join(sorted(fields))}")
-    return config.replace(**(overrides or {}))
+    """The named config with `overrides` (field -> value) applied; unknown names/fields raise ConfigError."""
+    return config_flags.get_config(CONFIGS, PretrainConfig, name, overrides)

@@ -1,0 +1,65 @@
+"""Experiment configs as dataclasses whose every field is also a command-line flag (TF-free).
+
+A job registers named configs (`{name: () -> Config}`); `add_config_flags` turns the dataclass fields into
+flags whose help is the field's trailing comment, and `config_from_args` applies the flags that were given.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import typing
+from typing import Callable, Mapping, Optional
+
+
+class ConfigError(ValueError):
+    """An unknown config name or field, or an invalid value."""
+
+
+def field_help(config_cls) -> dict[str, str]:
+    """The trailing `# comment` of each field of `config_cls`, used as its flag's help."""
+    source = inspect.getsource(config_cls)
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.*)$", source, re.M)}
+
+
+def _tuple_parser(item_type):
+    def parse(text: str):
+        return tuple(item_type(x) for x in text.split(",") if x.strip())
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
+    """One `--field` per dataclass field (default None = keep the named config's value)."""
+    group = parser.add_argument_group("config fields (override the selected --config)")
+    helps = field_help(config_cls)
+    hints = typing.get_type_hints(config_cls)
+    for field in dataclasses.fields(config_cls):
+        hint = hints[field.name]
+        kwargs = {"default": None, "help": helps.get(field.name, "").replace("%", "%%")}
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is tuple:
+            kwargs["type"] = _tuple_parser(typing.get_args(hint)[0])
+            kwargs["metavar"] = "A,B,..."
+        else:
+            kwargs["type"] = hint
+        group.add_argument(f"--{field.name}", **kwargs)
+
+
+def get_config(registry: Mapping[str, Callable], config_cls, name: str, overrides: Optional[dict] = None):
+    """The named config with `overrides` (field -> value) applied; unknown names/fields raise ConfigError."""
+    if name not in registry:
+        raise ConfigError(f"unknown --config {name!r}; valid: {', '.join(registry)}")
+    config = registry[name]()
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(overrides or {}) - fields)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {unknown}; valid: {', '.join(sorted(fields))}")
+    return dataclasses.replace(config, **(overrides or {}))
+
+
+def config_from_args(args: argparse.Namespace, registry: Mapping[str, Callable], config_cls):
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
+                 if getattr(args, f.name) is not None}
+    return get_config(registry, config_cls, args.config, overrides)
