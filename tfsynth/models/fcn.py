@@ -253,28 +253,13 @@ def load_torchvision_fcn_state_dict(model: keras.Model, state_dict, strict: bool
     """
     backbone_sd = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
     head_sd = {k: v for k, v in state_dict.items() if not k.startswith("backbone.")}
-    pending, expected, problems = [], set(), []
-    for layer, entries in _head_entries(model):
-        if isinstance(layer, layers.BatchNormalization):
-            expected.add(f"{layer.name}.num_batches_tracked")
-        for (key, to_keras, to_torch), var in zip(entries, layer.weights):
-            expected.add(key)
-            if key not in head_sd:
-                continue
-            arr = np.asarray(head_sd[key])
-            want = to_torch(np.empty(tuple(var.shape), np.uint8)).shape
-            if arr.shape != want:
-                problems.append(f"{key}: got {arr.shape}, expected {want}")
-                continue
-            pending.append((var, to_keras(arr).astype(var.dtype)))
-    missing = sorted(k for k in expected - head_sd.keys() if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(head_sd.keys() - expected)
-    if strict and (missing or unexpected):
-        problems.append(f"missing head keys {missing}, unexpected keys {unexpected}")
+    pending, problems = resnet_lib.plan_state_dict_load(_head_entries(model), head_sd, strict, label="head ")
+    backbone_pending, backbone_problems = resnet_lib.plan_state_dict_load(
+        resnet_lib.torch_layout(backbone_of(model)), backbone_sd, strict, label="backbone ")
+    problems += backbone_problems
     if problems:
         raise ValueError(f"cannot load state_dict into {model.name!r}: " + "; ".join(problems))
-    resnet_lib.load_torchvision_state_dict(backbone_of(model), backbone_sd, strict=strict)  # checks, then assigns
-    for var, value in pending:
+    for var, value in pending + backbone_pending:  # assigned only once head and backbone both passed
         var.assign(value)
     return model
 

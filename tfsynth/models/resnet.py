@@ -163,7 +163,7 @@ def resnet152(**kw):
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var")  # Keras weight order
 
 
-def _torch_layout(model):
+def torch_layout(model):
     """Yield (layer, [(torch_key, to_keras, to_torch)]) for every weighted layer."""
     def same(a):
         return a
@@ -186,7 +186,7 @@ def _torch_layout(model):
 def to_torchvision_state_dict(model):
     """Model weights as a torchvision-layout dict of numpy arrays (name -> array)."""
     sd = {}
-    for layer, entries in _torch_layout(model):
+    for layer, entries in torch_layout(model):
         for (key, _, to_torch), w in zip(entries, layer.get_weights()):
             sd[key] = np.ascontiguousarray(to_torch(w))
         if isinstance(layer, layers.BatchNormalization):
@@ -195,16 +195,14 @@ def to_torchvision_state_dict(model):
     return sd
 
 
-def load_torchvision_state_dict(model, state_dict, strict=True):
-    """Load a torchvision state_dict (name -> numpy array) into ``model``.
+def plan_state_dict_load(layout, state_dict, strict=True, label=""):
+    """Checks `state_dict` against `layout` ((layer, [(key, to_keras, to_torch)]) pairs) without assigning.
 
-    Raises ValueError listing every missing/unexpected key and shape mismatch;
-    nothing is assigned unless all checks pass. ``num_batches_tracked`` is
-    optional and ignored. ``strict=False`` tolerates missing/unexpected keys
-    (e.g. ``fc.*`` for an ``include_top=False`` backbone) but not bad shapes.
+    Returns (pending, problems): the (variable, value) pairs to assign and the list of problems (missing /
+    unexpected keys when `strict`, shape mismatches always). ``num_batches_tracked`` is optional and ignored.
     """
     pending, expected, shape_errors = [], set(), []
-    for layer, entries in _torch_layout(model):
+    for layer, entries in layout:
         if isinstance(layer, layers.BatchNormalization):
             expected.add(f"{layer.name}.num_batches_tracked")
         for (key, to_keras, to_torch), var in zip(entries, layer.weights):
@@ -223,11 +221,23 @@ def load_torchvision_state_dict(model, state_dict, strict=True):
     unexpected = sorted(state_dict.keys() - expected)
     problems = []
     if strict and missing:
-        problems.append(f"missing keys ({len(missing)}): {missing}")
+        problems.append(f"missing {label}keys ({len(missing)}): {missing}")
     if strict and unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {unexpected}")
+        problems.append(f"unexpected {label}keys ({len(unexpected)}): {unexpected}")
     if shape_errors:
         problems.append(f"shape mismatches ({len(shape_errors)}): {shape_errors}")
+    return pending, problems
+
+
+def load_torchvision_state_dict(model, state_dict, strict=True):
+    """Load a torchvision state_dict (name -> numpy array) into ``model``.
+
+    Raises ValueError listing every missing/unexpected key and shape mismatch;
+    nothing is assigned unless all checks pass. ``num_batches_tracked`` is
+    optional and ignored. ``strict=False`` tolerates missing/unexpected keys
+    (e.g. ``fc.*`` for an ``include_top=False`` backbone) but not bad shapes.
+    """
+    pending, problems = plan_state_dict_load(torch_layout(model), state_dict, strict)
     if problems:
         raise ValueError(f"cannot load state_dict into {model.name!r}: " + "; ".join(problems))
     for var, value in pending:
