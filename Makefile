@@ -9,6 +9,10 @@ PYTEST_ARGS ?=
 install: $(STAMP)
 
 $(STAMP): setup.py constraints.txt
+	@# pyrender renders offscreen through EGL with Mesa's llvmpipe on CPU-only machines.
+	ldconfig -p | grep -q libEGL_mesa || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 >/dev/null; } \
+	    || echo "WARNING: could not install Mesa EGL (libegl-mesa0, libgl1-mesa-dri): 3D rendering will fail" >&2
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
