@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "tensorflow-graphics==2021.12.3",
     "trimesh==5.2.*",
     "pyrender==0.1.45",
+    "manifold3d==3.5.*",
+    "fast-simplification==0.2.*",
     "numpy>=2.0,<2.5",
     "numba>=0.68,<0.69",
     "scipy>=1.17,<1.18",

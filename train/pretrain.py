@@ -4,6 +4,8 @@
     python -m train.pretrain --config fractaldb_1k --workdir runs/fdb1k [--strategy mirrored] [--mixed_precision]
     python -m train.pretrain --config fractaldb_1k --workdir runs/fdb1k --resume        # after an interruption
     python -m train.pretrain --data fractal_db/1k:500,proc_synth_db/1k:500 --workdir runs/mix
+    python -m train.pretrain --combo all3 --workdir runs/all3        # Table 2 sets: fractal, procsynth, morphsynth,
+                                                                     # procsynth+fractal, procsynth+morphsynth, all3
 
 Every field of the selected config (tfsynth/training/pretrain_configs.py) is a flag that overrides it.
 """
@@ -32,13 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
     run.add_argument("--tpu", default=None, help="TPU name/address for --strategy tpu")
     run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
+    run.add_argument("--combo", default=None, choices=list(pretrain_configs.COMBOS),
+                     help="a Table 2 pre-training set of Beyond Flatland (sets --data; see --combo_scale)")
+    run.add_argument("--combo_scale", default="1k", choices=list(pretrain_configs.COMBO_SCALES),
+                     help="dataset config used by --combo: 1k (1000 / 500+500 / 333 each), small or tiny")
 
     add_config_flags(parser, PretrainConfig)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
-    return config_from_args_(args, pretrain_configs.CONFIGS, PretrainConfig)
+    config = config_from_args_(args, pretrain_configs.CONFIGS, PretrainConfig)
+    if getattr(args, "combo", None):
+        if args.data is not None:
+            raise ConfigError("give either --combo or --data, not both")
+        config = config.replace(data=pretrain_configs.combo_data_spec(args.combo, args.combo_scale))
+    return config
 
 
 def main(argv=None) -> dict:

@@ -125,6 +125,30 @@ def procsynth_morphsynth_fractal_1k() -> PretrainConfig:
     return PretrainConfig(data="proc_synth_db/1k:333,morph_synth_db/1k:333,fractal_db/1k:333")
 
 
+# Table 2 of "Beyond Flatland": the six pre-training sets, as (dataset, share of the classes) per source.
+COMBOS: dict[str, tuple] = {
+    "fractal": (("fractal_db", 1.0),),
+    "procsynth": (("proc_synth_db", 1.0),),
+    "morphsynth": (("morph_synth_db", 1.0),),
+    "procsynth+fractal": (("proc_synth_db", 0.5), ("fractal_db", 0.5)),
+    "procsynth+morphsynth": (("proc_synth_db", 0.5), ("morph_synth_db", 0.5)),
+    "all3": (("proc_synth_db", 1 / 3), ("morph_synth_db", 1 / 3), ("fractal_db", 1 / 3)),
+}
+COMBO_SCALES = {"1k": 1000, "small": 100, "tiny": 4}  # the datasets' config name -> its number of classes
+
+
+def combo_data_spec(name: str, scale: str = "1k") -> str:
+    """The --data spec of a Table 2 combination at a dataset scale: e.g. ('all3', '1k') ->
+    'proc_synth_db/1k:333,morph_synth_db/1k:333,fractal_db/1k:333'; ('procsynth+fractal', 'tiny') ->
+    'proc_synth_db/tiny:2,fractal_db/tiny:2'. Each source keeps floor(share x classes) >= 1 classes."""
+    if name not in COMBOS:
+        raise ConfigError(f"unknown --combo {name!r}; valid: {', '.join(COMBOS)}")
+    if scale not in COMBO_SCALES:
+        raise ConfigError(f"unknown --combo_scale {scale!r}; valid: {', '.join(COMBO_SCALES)}")
+    total = COMBO_SCALES[scale]
+    return ",".join(f"{dataset}/{scale}:{max(1, int(share * total + 1e-9))}" for dataset, share in COMBOS[name])
+
+
 CONFIGS: dict[str, Callable[[], PretrainConfig]] = {
     "default": default,
     "fractaldb_1k": fractaldb_1k,

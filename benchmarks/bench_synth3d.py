@@ -1,0 +1,124 @@
+"""3D procedural datasets: rendered examples per CPU-second (one core) for ProcSynthDB, MorphSynthDB and
+FlatWorldDB at 224 px, the pipeline's overhead over bare pyrender renders of the same meshes and views, and the
+GP morph sampling time per sample at 10k vertices. TF-free (runs its own renderer in this process).
+
+Baseline measured in the same run: `pyrender.OffscreenRenderer.render` alone on the same meshes, poses, lights
+(scene construction, mesh upload, view sampling, emptiness checks, PNG encoding and class-mesh building are the
+pipeline's overhead). Targets: overhead <= 30 %; morph sampling <= 20 ms per sample at 10k vertices.
+
+    python -m benchmarks.bench_synth3d [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("LP_NUM_THREADS", "1")  # llvmpipe on one thread: numbers are per core
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+import numpy as np  # noqa: E402
+
+from tfsynth.shapes import morph  # noqa: E402
+from tfsynth.synth3d import dataset, views  # noqa: E402
+from tfsynth.synth3d.classes import INSTANCE_TAG, class_rng, search_classes  # noqa: E402
+from tfsynth.synth3d.config import Synth3DConfig  # noqa: E402
+
+
+def _cpu(fn):
+    start = time.process_time()
+    result = fn()
+    return result, time.process_time() - start
+
+
+def _bare_render_seconds(config: Synth3DConfig, table, classes: int, instances: int) -> float:
+    """CPU seconds of pyrender's render() alone for the same meshes and views the pipeline produced."""
+    from tfsynth.render import pyrender_backend as pb
+
+    pyrender = pb.pyrender
+    total = 0.0
+    for cls in range(classes):
+        mesh = dataset.class_mesh(config, cls, int(table.attempts[cls]), table.base_attempt(cls))
+        rmesh = dataset.render_mesh(config, mesh)
+        for inst in range(instances):
+            rng = np.random.default_rng(np.random.SeedSequence([config.seed, INSTANCE_TAG, cls, inst, 0]))
+            view = views.random_instance(config, mesh.vertices, rng).view
+            scene = pyrender.Scene(bg_color=np.zeros(4, np.float32), ambient_light=np.asarray(view.ambient, np.float32))
+            pose = view.pose
+            rigid = type(pose)(rotation=pose.rotation, translation=pose.translation)
+            scene.add(pyrender.Mesh([pb._primitive(rmesh, pose.scale)]), pose=rigid.matrix())
+            scene.add(pb._camera(view), pose=view.camera.pose)
+            for light in view.lights:
+                scene.add(pb._light(light), pose=light.pose())
+            renderer = pb._renderer(view.width, view.height)
+            renderer.render(scene, flags=pyrender.RenderFlags.RGBA)  # upload outside the timing
+            _, seconds = _cpu(lambda: renderer.render(scene, flags=pyrender.RenderFlags.RGBA))
+            total += seconds
+    return total
+
+
+def _dataset(config: Synth3DConfig, classes: int, instances: int) -> dict:
+    config = config.replace(num_classes=classes, instances_per_class=instances, instances_per_unit=instances)
+    table, search_s = _cpu(lambda: search_classes(config, config.source))
+    dataset.render_unit(config, (0, 0, 1, int(table.attempts[0]), table.base_attempt(0)))  # warm up GL
+    dataset._canonical.cache_clear()
+    from tfsynth.synth3d import classes as cl
+
+    cl._proc_mesh_cached.cache_clear()
+    cl._morph_reference.cache_clear()
+    units = dataset.work_units(config, table)
+    examples, seconds = _cpu(lambda: [ex for unit in units for ex in dataset.render_unit(config, unit)])
+    n = len(examples)
+    out = {"examples": n, "examples_per_cpu_s": round(n / seconds, 2),
+           "class_search_cpu_s_per_class": round(search_s / classes, 3)}
+    if config.views == "random":
+        bare = _bare_render_seconds(config, table, classes, instances)
+        out["bare_pyrender_examples_per_cpu_s"] = round(n / bare, 2)
+        out["pipeline_overhead"] = round(seconds / bare - 1.0, 3)
+    return out
+
+
+def _morph_sampling(vertices_target: int, draws: int) -> dict:
+    from tfsynth.shapes.procedural import ProcMeshConfig, generate_mesh
+
+    mesh = generate_mesh(ProcMeshConfig(), class_rng(Synth3DConfig(), 0, 0, 0))
+    vertices, faces = morph.resample(mesh.vertices, mesh.faces, 2 * vertices_target)
+    vertices, faces = morph.decimate(vertices, faces, vertices_target)
+    model, build_s = _cpu(lambda: morph.build_model(vertices, np.full((len(vertices), 3), 0.5), morph.MorphConfig()))
+    rng = np.random.default_rng(0)
+    model.sample(rng)
+    start = time.perf_counter()
+    for _ in range(draws):
+        model.sample(rng)
+    per_sample = (time.perf_counter() - start) / draws
+    return {"vertices": int(len(vertices)), "model_build_cpu_s": round(build_s, 2),
+            "sample_ms": round(1000 * per_sample, 2), "rank_shape_albedo": list(model.rank),
+            "captured_shape": round(model.captured["shape"], 4), "captured_albedo": round(model.captured["albedo"], 4)}
+
+
+def run(quick: bool = False) -> dict:
+    classes, instances = (2, 8) if quick else (4, 25)
+    base = Synth3DConfig(image_size=224)
+    results = {
+        "proc_synth_db": _dataset(base, classes, instances),
+        "morph_synth_db": _dataset(base.replace(source="morph", morph_base_classes=classes), classes, instances),
+        "flat_world_db": _dataset(base.replace(views="flat"), classes, instances),
+    }
+    sampling = _morph_sampling(10_000, 10 if quick else 50)
+    return {
+        "benchmark": "synth3d",
+        **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
+        "pipeline_overhead_target": 0.3,
+        "morph_10k": sampling,
+        "morph_sample_ms_target": 20,
+        "setting": f"224 px, {classes} classes x {instances} instances per dataset, one llvmpipe thread (LP_NUM_THREADS=1), "
+                   "CPU seconds of this process",
+        "quick": quick,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(run(parser.parse_args().quick), indent=2))

@@ -1,0 +1,141 @@
+"""Shared TFDS builder of the 3D procedural datasets (proc_synth_db, morph_synth_db, flat_world_db).
+
+The builder process imports TensorFlow, so it never renders: the class search and the renders run in TF-free
+worker processes (`tfsynth.render.pool`), which return PNG bytes and NumPy metadata. This also holds for Beam's
+multi-processing DirectRunner (its workers import this module, hence TensorFlow, and start their own pool).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from tfsynth.synth3d.config import Synth3DConfig
+
+FEATURE_DOC = """
+Features (one example = one render of one class)
+* `image`: uint8 PNG (S, S, 3), object over a black background.
+* `label`: the class index.
+* `rotation`: float32 (4,) object rotation quaternion [w, x, y, z] (world = camera-centred frame, +y up).
+* `scale`: float32 (3,) per-axis object scale applied (the two single-axis scalings, then a uniform refit to
+  bounding radius 1); `scale_axes` int32 (2,) and `scale_factors` float32 (2,): the two scalings as drawn
+  (FlatWorldDB: image axes 0 = x, 1 = y of the 2D scalings).
+* `camera_pose`: float32 (4, 4) camera-to-world (OpenGL: looks down -z); `camera_yfov`: vertical field of view (rad).
+* `ambient`: float32 ambient light level; lights (L of them): `light_kind` int32 (L,) 0 directional, 1 point,
+  2 spot; `light_color` (L, 3) RGB; `light_intensity` (L,) lux (directional) or candela; `light_direction` (L, 3)
+  direction the light travels; `light_position` (L, 3); `light_cone` (L, 2) spot inner/outer half-angles (rad).
+* `image_transform`: float32 (2, 3) affine map (pixels) applied to the render; identity except FlatWorldDB.
+* `flip`: FlatWorldDB flip (0 none, 1 top-bottom, 2 left-right, 3 both); 0 otherwise.
+* `retries`: how many times this instance was re-drawn (derived seeds) because a render failed or was empty;
+  `class_attempt`: which draw of the class mesh was accepted.
+The class search statistics (minimum D2 distance between classes, rejections) are in the dataset metadata
+(`builder.info.metadata["classes"]`, metadata.json).
+"""
+
+
+@dataclasses.dataclass
+class Synth3dBuilderConfig(tfds.core.BuilderConfig):
+    synth: Synth3DConfig = Synth3DConfig()
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def search_workers() -> int:
+    """Processes for the class search (TFSYNTH_SEARCH_WORKERS, default: all CPUs)."""
+    return _env_int("TFSYNTH_SEARCH_WORKERS", os.cpu_count() or 1)
+
+
+def _render(unit, config: Synth3DConfig):
+    from apache_beam.metrics import Metrics
+
+    from tfsynth.render.pool import get_pool
+
+    pool = get_pool()
+    cls, start, stop, attempt, base_attempt = unit
+    if pool.size > 1 and stop - start > 1:  # several local workers: split the chunk between them
+        bounds = np.linspace(start, stop, min(pool.size, stop - start) + 1).round().astype(int)
+        parts = [(cls, int(a), int(b), attempt, base_attempt) for a, b in zip(bounds[:-1], bounds[1:])]
+        chunks = pool.map("tfsynth.synth3d.dataset:render_unit_args", [(config, part) for part in parts])
+        examples = [item for chunk in chunks for item in chunk]
+    else:
+        examples = pool.call("tfsynth.synth3d.dataset:render_unit", config, unit)
+    retries = sum(int(ex["retries"]) for _, ex in examples)
+    Metrics.counter("synth3d", "examples").inc(len(examples))
+    if retries:
+        Metrics.counter("synth3d", "instance_retries").inc(retries)
+    yield from examples
+
+
+class Synth3dBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base class: subclasses set BUILDER_CONFIGS, DESCRIPTION, CITATION, HOMEPAGE."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    DESCRIPTION = ""
+    CITATION = ""
+    HOMEPAGE = ""
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        config = self.builder_config.synth
+        size = config.image_size
+        f32 = np.float32
+        return self.dataset_info_from_configs(
+            description=self.DESCRIPTION + FEATURE_DOC,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
+                "label": tfds.features.ClassLabel(num_classes=config.num_classes),
+                "rotation": tfds.features.Tensor(shape=(4,), dtype=f32),
+                "scale": tfds.features.Tensor(shape=(3,), dtype=f32),
+                "scale_axes": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+                "scale_factors": tfds.features.Tensor(shape=(2,), dtype=f32),
+                "camera_pose": tfds.features.Tensor(shape=(4, 4), dtype=f32),
+                "camera_yfov": tfds.features.Scalar(dtype=f32),
+                "ambient": tfds.features.Scalar(dtype=f32),
+                "light_kind": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+                "light_color": tfds.features.Tensor(shape=(None, 3), dtype=f32),
+                "light_intensity": tfds.features.Tensor(shape=(None,), dtype=f32),
+                "light_direction": tfds.features.Tensor(shape=(None, 3), dtype=f32),
+                "light_position": tfds.features.Tensor(shape=(None, 3), dtype=f32),
+                "light_cone": tfds.features.Tensor(shape=(None, 2), dtype=f32),
+                "image_transform": tfds.features.Tensor(shape=(2, 3), dtype=f32),
+                "flip": tfds.features.Scalar(dtype=np.int32),
+                "retries": tfds.features.Scalar(dtype=np.int32),
+                "class_attempt": tfds.features.Scalar(dtype=np.int32),
+            }),
+            supervised_keys=("image", "label"),
+            homepage=self.HOMEPAGE,
+            citation=self.CITATION,
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        from tfsynth.render.pool import get_pool
+        from tfsynth.synth3d.classes import search_classes
+
+        config = self.builder_config.synth
+        workers = search_workers()
+        pool = get_pool(workers)
+        table = search_classes(config, config.source, map_fn=pool.map_callable, workers=workers)
+        summary = table.summary()
+        self.info.metadata["classes"] = summary
+        print(f"{self.name}/{self.builder_config.name}: {config.num_classes} classes, minimum D2 distance between "
+              f"classes {summary['min_class_distance_d2']} (pair {summary['closest_pair']}), rejected "
+              f"{summary['rejected_invalid']} invalid and {summary['rejected_similar']} too-similar meshes", flush=True)
+        return {"train": self._generate_examples(table)}
+
+    def _generate_examples(self, table):
+        from tfsynth.synth3d.dataset import work_units
+
+        beam = tfds.core.lazy_imports.apache_beam
+        config = self.builder_config.synth
+        # One element per (class, chunk of instances): a worker builds the class mesh once for the chunk.
+        return beam.Create(work_units(config, table)) | "Render3D" >> beam.FlatMap(_render, config=config)

@@ -1,0 +1,124 @@
+"""Offscreen rendering with pyrender 0.1.45 (OpenGL through EGL). Import this ONLY in TF-free processes.
+
+TensorFlow and Mesa's software OpenGL segfault when loaded in one process, so TFDS builders never import this
+module: they hand work to `tfsynth.render.pool` workers, which do. Facts this module is built around:
+* NumPy 2 removed `np.infty`, which pyrender 0.1.45 still uses: shimmed before the import.
+* `PYOPENGL_PLATFORM=egl` (set here unless the environment chose another platform): headless on CPU (llvmpipe)
+  and on NVIDIA GPUs.
+* ONE `OffscreenRenderer` per process, resized as needed and never deleted (deleting one breaks the others).
+* A pyrender Mesh binds its GPU buffers to the renderer; meshes with a `key` are kept in a small LRU cache.
+"""
+from __future__ import annotations
+
+import collections
+import os
+
+import numpy as np
+
+from tfsynth.render.scene import Light, RenderMesh, RenderOutput, View
+
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+if not hasattr(np, "infty"):
+    np.infty = np.inf  # pyrender 0.1.45 + NumPy 2
+
+import pyrender  # noqa: E402
+
+_RENDERER = None
+_MESH_CACHE: "collections.OrderedDict[str, pyrender.Mesh]" = collections.OrderedDict()
+_MESH_CACHE_SIZE = 8
+
+
+def _renderer(width: int, height: int):
+    global _RENDERER
+    if _RENDERER is None:
+        _RENDERER = pyrender.OffscreenRenderer(width, height)
+    elif (_RENDERER.viewport_width, _RENDERER.viewport_height) != (width, height):
+        _RENDERER.viewport_width, _RENDERER.viewport_height = width, height
+    return _RENDERER
+
+
+def _colors(colors, n):
+    colors = np.asarray(colors, np.float32)
+    if colors.shape[1] == 3:
+        colors = np.concatenate([colors, np.ones((n, 1), np.float32)], 1)
+    return colors
+
+
+def _primitive(mesh: RenderMesh, scale) -> "pyrender.Primitive":
+    from tfsynth.shapes.geometry import vertex_normals
+
+    scale = np.asarray(scale, np.float64)
+    vertices = np.asarray(mesh.vertices, np.float64) * scale
+    faces = np.asarray(mesh.faces, np.int64)
+    material = pyrender.MetallicRoughnessMaterial(baseColorFactor=np.asarray(mesh.base_color, np.float32),
+                                                  metallicFactor=mesh.metallic, roughnessFactor=mesh.roughness,
+                                                  doubleSided=False)
+    if mesh.face_colors is not None or not mesh.smooth:
+        # Flat shading: every face gets its own three vertices and its face normal.
+        tri = vertices[faces]
+        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
+        kwargs = {}
+        if mesh.face_colors is not None:
+            kwargs["color_0"] = np.repeat(_colors(mesh.face_colors, len(faces)), 3, axis=0)
+        elif mesh.vertex_colors is not None:
+            kwargs["color_0"] = _colors(mesh.vertex_colors, len(vertices))[faces.reshape(-1)]
+        return pyrender.Primitive(positions=tri.reshape(-1, 3).astype(np.float32),
+                                  normals=np.repeat(normals, 3, axis=0).astype(np.float32),
+                                  material=material, **kwargs)
+    kwargs = {}
+    if mesh.vertex_colors is not None:
+        kwargs["color_0"] = _colors(mesh.vertex_colors, len(vertices))
+    return pyrender.Primitive(positions=vertices.astype(np.float32),
+                              normals=vertex_normals(vertices, faces).astype(np.float32),
+                              indices=faces.astype(np.uint32), material=material, **kwargs)
+
+
+def _pyrender_mesh(mesh: RenderMesh, scale) -> "pyrender.Mesh":
+    scaled = tuple(float(s) for s in scale) != (1.0, 1.0, 1.0)
+    if mesh.key is None or scaled:
+        return pyrender.Mesh([_primitive(mesh, scale)])
+    cached = _MESH_CACHE.get(mesh.key)
+    if cached is None:
+        cached = _MESH_CACHE[mesh.key] = pyrender.Mesh([_primitive(mesh, scale)])
+        while len(_MESH_CACHE) > _MESH_CACHE_SIZE:
+            _MESH_CACHE.popitem(last=False)
+    else:
+        _MESH_CACHE.move_to_end(mesh.key)
+    return cached
+
+
+def _light(light: Light):
+    color = np.asarray(light.color, np.float32)
+    if light.kind == "directional":
+        return pyrender.DirectionalLight(color=color, intensity=light.intensity)
+    if light.kind == "point":
+        return pyrender.PointLight(color=color, intensity=light.intensity)
+    return pyrender.SpotLight(color=color, intensity=light.intensity, innerConeAngle=light.inner_cone,
+                              outerConeAngle=light.outer_cone)
+
+
+def _camera(view: View):
+    cam = view.camera
+    if cam.fx is not None:
+        return pyrender.IntrinsicsCamera(cam.fx, cam.fy, cam.cx, cam.cy, znear=cam.znear, zfar=cam.zfar)
+    return pyrender.PerspectiveCamera(yfov=cam.yfov, aspectRatio=view.width / view.height, znear=cam.znear,
+                                      zfar=cam.zfar)
+
+
+def render(mesh: RenderMesh, view: View) -> RenderOutput:
+    """Renders one mesh under one view. Deterministic for the same inputs on the same OpenGL implementation."""
+    scene = pyrender.Scene(bg_color=np.asarray(view.background, np.float32),
+                           ambient_light=np.asarray(view.ambient, np.float32))
+    pose = view.pose
+    rigid = type(pose)(rotation=pose.rotation, translation=pose.translation)  # scale goes into the vertices
+    scene.add(_pyrender_mesh(mesh, pose.scale), pose=rigid.matrix())
+    scene.add(_camera(view), pose=np.asarray(view.camera.pose, np.float64))
+    for light in view.lights:
+        scene.add(_light(light), pose=light.pose())
+    flags = pyrender.RenderFlags.RGBA
+    if view.shadows:
+        flags |= pyrender.RenderFlags.SHADOWS_DIRECTIONAL | pyrender.RenderFlags.SHADOWS_SPOT
+    color, depth = _renderer(view.width, view.height).render(scene, flags=flags)
+    depth = np.asarray(depth, np.float32)
+    return RenderOutput(rgba=np.asarray(color, np.uint8), depth=depth, mask=depth > 0)
