@@ -25,6 +25,7 @@ DEMO_DIR := runs/demo/$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP)
 	$(PY) -m train.pretrain --workdir $(DEMO_DIR)
 	$(PY) -m eval.neural --demo --model $(DEMO_DIR)/backbone.keras --workdir $(DEMO_DIR)/neural
+	$(PY) -m eval.contact_sheet --data proc_synth_db/tiny --out $(DEMO_DIR)/proc_synth_db_tiny.png --logdir $(DEMO_DIR)/sheets
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
