@@ -109,3 +109,36 @@ def test_epoch_data_is_a_function_of_seed_and_epoch(domains):
     # Every X image appears exactly once per epoch (6 images, 3 batches of 2).
     flat = np.concatenate([u[0] for u in a])
     assert len({np.round(im[..., :3].sum(), 3) for im in flat}) >= 5
+
+
+def test_tfds_source_combines_multiview_images_and_masks(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from tfsynth.aist import data
+
+    class AistTestViews(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "images": tfds.features.Sequence(tfds.features.Image(shape=(8, 8, 3)), length=2),
+                "masks": tfds.features.Sequence(tfds.features.Image(shape=(8, 8, 1)), length=2)}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i in range(3):
+                img = np.full((2, 8, 8, 3), 40 * i + 10, np.uint8)
+                mask = np.zeros((2, 8, 8, 1), np.uint8)
+                mask[:, 2:6, 2:6] = 1
+                yield i, {"images": img, "masks": mask}
+
+    AistTestViews(data_dir=str(tmp_path)).download_and_prepare()
+    src = data.load_source("tfds:aist_test_views:train:images+masks", data_dir=str(tmp_path))
+    assert len(src) == 6  # 3 examples x 2 views
+    rgba = np.asarray(src.decode(src.items[2]))
+    assert rgba.shape == (8, 8, 4)
+    assert (rgba[2:6, 2:6, 3] == 255).all() and rgba[0, 0, 3] == 0 and rgba[3, 3, 0] == 50
+    with pytest.raises(data.SourceError, match="no feature 'silhouettes'"):
+        data.load_source("tfds:aist_test_views:train:images+silhouettes", data_dir=str(tmp_path))

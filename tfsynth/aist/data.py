@@ -1,7 +1,8 @@
 """Unaligned two-domain input for AIST / CycleGAN: image sources, decoding to RGBA, resizing, flips, [-1, 1].
 
 A source is either ``tfds:name/config:split[:feature]`` (a TFDS dataset; `feature` defaults to 'image'; a feature
-holding several views per example, (V, H, W, C), is flattened to single images) or a folder / glob of PNG or JPEG
+holding several views per example, (V, H, W, C), is flattened to single images; ``images+masks`` combines an RGB
+feature with a mask feature into RGBA, mask > 0 -> alpha 255) or a folder / glob of PNG or JPEG
 files (RGBA PNGs keep their alpha; images without alpha are fully opaque).
 
 Per epoch, both domains are shuffled with stateless draws from (seed, epoch, domain) and the shorter one is drawn
@@ -76,18 +77,36 @@ def load_source(spec: str, data_dir: Optional[str] = None, max_images: int = 0) 
             raise SourceError(f"{spec}: expected tfds:name/config:split[:feature]")
         name, split = parts[0], parts[1]
         feature = parts[2] if len(parts) == 3 else "image"
+        # 'images+masks': an RGB feature and a mask feature combined into RGBA (e.g. multiview_shapes).
+        feature, _, mask_feature = feature.partition("+")
         try:
             builder = tfds.builder(name, data_dir=data_dir)
-            if feature not in builder.info.features:
-                raise SourceError(f"{spec}: no feature {feature!r}; features: {sorted(builder.info.features)}")
-            ds = builder.as_dataset(split=split, shuffle_files=False,
-                                    decoders={feature: tfds.decode.SkipDecoding()})
+            for f in filter(None, (feature, mask_feature)):
+                if f not in builder.info.features:
+                    raise SourceError(f"{spec}: no feature {f!r}; features: {sorted(builder.info.features)}")
+            decoders = None if mask_feature else {feature: tfds.decode.SkipDecoding()}
+            ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
         except SourceError:
             raise
         except Exception as err:  # noqa: BLE001 (re-raised with the source named)
             raise SourceError(f"{spec}: cannot load TFDS dataset: {err}") from err
         items = []
-        for encoded in ds.map(lambda ex: ex[feature]).as_numpy_iterator():
+        if mask_feature:
+            def rgba_png(image, mask):
+                rgb = image[..., :3] if image.shape[-1] >= 3 else tf.repeat(image[..., :1], 3, -1)
+                alpha = tf.cast(tf.cast(mask[..., :1], tf.int32) * 255 // tf.maximum(tf.reduce_max(
+                    tf.cast(mask, tf.int32)), 1), tf.uint8) if mask.dtype != tf.bool else tf.cast(mask, tf.uint8) * 255
+                return tf.io.encode_png(tf.concat([tf.cast(rgb, tf.uint8), alpha], -1))
+
+            def encode(ex):
+                img, mask = ex[feature], ex[mask_feature]
+                if len(img.shape) == 4:
+                    return tf.map_fn(lambda im_m: rgba_png(*im_m), (img, mask), fn_output_signature=tf.string)
+                return rgba_png(img, mask)
+            stream = ds.map(encode)
+        else:
+            stream = ds.map(lambda ex: ex[feature])
+        for encoded in stream.as_numpy_iterator():
             items.extend(np.atleast_1d(encoded).tolist())  # a multi-view example contributes every view
             if max_images and len(items) >= max_images:
                 break
