@@ -40,6 +40,18 @@ def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     return crop
 
 
+def resize_shorter(image: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 (H, W, 3) -> uint8 with the shorter side `size` and the aspect ratio kept, as torchvision's
+    `Resize(size)` on a PIL image: bilinear, antialiased when shrinking, longer side int(size * long / short)."""
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    short, long = tf.minimum(h, w), tf.maximum(h, w)
+    other = tf.cast(tf.cast(size, tf.float64) * tf.cast(long, tf.float64) / tf.cast(short, tf.float64), tf.int32)
+    new_size = tf.where(h <= w, tf.stack([size, other]), tf.stack([other, size]))
+    resized = tf.image.resize(image, new_size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
 def image_grid(images, columns: int = 8):
     """(N, H, W, C) uint8 -> one (rows*H, columns*W, C) grid (padded with black), for TensorBoard."""
     images = tf.convert_to_tensor(images)

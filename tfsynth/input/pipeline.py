@@ -10,8 +10,8 @@ exactly the batches an uninterrupted run sees from epoch e on:
      source appears once per epoch);
   2. the encoded examples are shuffled with a buffer of `shuffle_buffer` examples (a full uniform shuffle when the
      buffer holds the whole split; TFDS also stores examples in a hashed, class-mixed order);
-  3. each image is decoded, converted to 3 channels and randomly cropped with a seed folded from (seed, epoch,
-     position in the epoch);
+  3. each image is decoded, converted to 3 channels, optionally resized (shorter side) and randomly cropped with
+     a seed folded from (seed, epoch, position in the epoch);
   4. batches drop the remainder; an epoch is exactly `steps_per_epoch` batches.
 The `Dataset.shuffle` op also mixes in TensorFlow's global seed; `keras.utils.set_random_seed(seed)` (done by the
 training job) fixes it.
@@ -47,9 +47,10 @@ def _choice_dataset(counts: list[int], key: tf.Tensor) -> tf.data.Dataset:
 
 
 def train_dataset(mixture: Mixture, *, batch_size: int, crop_size: int, seed: int, epochs: int,
-                  initial_epoch: int = 0, shuffle_buffer: int = 10_000) -> tuple[tf.data.Dataset, int]:
+                  initial_epoch: int = 0, shuffle_buffer: int = 10_000,
+                  resize: int = 0) -> tuple[tf.data.Dataset, int]:
     """Returns (dataset of (uint8 images [B, crop, crop, 3], int64 labels [B]) for epochs [initial_epoch, epochs),
-    steps_per_epoch)."""
+    steps_per_epoch). `resize` > 0 first resizes each image's shorter side to it (torchvision `Resize`)."""
     steps = steps_per_epoch(mixture.num_examples, batch_size, f"--data {mixture.spec} split {mixture.split}")
     sources = mixture.encoded_datasets()
     counts = [s.num_examples for s in mixture.sources]
@@ -68,6 +69,8 @@ def train_dataset(mixture: Mixture, *, batch_size: int, crop_size: int, seed: in
         def decode_and_crop(index, example):
             encoded, label = example
             image = augment.decode_rgb(encoded)
+            if resize:
+                image = augment.resize_shorter(image, resize)
             image = augment.random_crop(image, crop_size, tf.random.experimental.stateless_fold_in(crop_key, index))
             return image, label
 
@@ -81,14 +84,20 @@ def train_dataset(mixture: Mixture, *, batch_size: int, crop_size: int, seed: in
     return ds.with_options(options).prefetch(AUTOTUNE), steps
 
 
-def eval_dataset(mixture: Mixture, *, batch_size: int, crop_size: int) -> tf.data.Dataset:
-    """Every example of the split once, in file order, centre-cropped; the last batch may be smaller."""
+def eval_dataset(mixture: Mixture, *, batch_size: int, crop_size: int, resize: int = 0) -> tf.data.Dataset:
+    """Every example of the split once, in file order, centre-cropped (after `resize` as in `train_dataset`);
+    the last batch may be smaller."""
     sources = mixture.encoded_datasets()
     ds = sources[0]
     for other in sources[1:]:
         ds = ds.concatenate(other)
-    ds = ds.map(lambda encoded, label: (augment.center_crop(augment.decode_rgb(encoded), crop_size), label),
-                num_parallel_calls=AUTOTUNE)
+    def decode_and_crop(encoded, label):
+        image = augment.decode_rgb(encoded)
+        if resize:
+            image = augment.resize_shorter(image, resize)
+        return augment.center_crop(image, crop_size), label
+
+    ds = ds.map(decode_and_crop, num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.batch(batch_size).with_options(options).prefetch(AUTOTUNE)

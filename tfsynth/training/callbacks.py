@@ -57,8 +57,10 @@ def flatten_hparams(config: Mapping) -> dict:
     return flat
 
 
-def write_hparams(log_dir: str, config: Mapping, trial_id: Optional[str] = None) -> None:
-    """Records the run's config with the hparams plugin, with the per-epoch metrics the TensorBoard callback writes."""
+def write_hparams(log_dir: str, config: Mapping, trial_id: Optional[str] = None, write_config: bool = True) -> None:
+    """Records the run's config with the hparams plugin, with the per-epoch metrics the TensorBoard callback writes.
+
+    `write_config=False` records only the session (a sweep writes one experiment summary above its trials)."""
     from tensorboard.plugins.hparams import api as hp
 
     hparams = flatten_hparams(config)
@@ -66,7 +68,8 @@ def write_hparams(log_dir: str, config: Mapping, trial_id: Optional[str] = None)
                for group in ("train", "validation") for name in ("loss", "top1", "top5")]
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
-        hp.hparams_config(hparams=[hp.HParam(k) for k in hparams], metrics=metrics)
+        if write_config:
+            hp.hparams_config(hparams=[hp.HParam(k) for k in hparams], metrics=metrics)
         hp.hparams(hparams, trial_id=trial_id)
     writer.flush()
     writer.close()

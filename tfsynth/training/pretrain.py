@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 import tensorflow as tf
@@ -81,9 +82,10 @@ def lr_schedule(config: PretrainConfig, steps_per_epoch: int) -> MultiStepSchedu
     return MultiStepSchedule(config.lr, steps_per_epoch, config.lr_milestones, config.lr_gamma)
 
 
-def compile_model(config: PretrainConfig, num_classes: int, schedule: MultiStepSchedule) -> keras.Model:
-    """The classifier with TorchSGD, cross-entropy on logits, top-1 and top-5 metrics (build under the scope)."""
-    model = build_classifier(num_classes, arch=config.arch, mean=config.mean, std=config.std)
+def compile_classifier(model: keras.Model, config, num_classes: int, schedule: MultiStepSchedule) -> keras.Model:
+    """Compiles `model` (logits) with TorchSGD, cross-entropy on logits, top-1 and top-5 metrics (under the scope).
+
+    `config` needs `momentum` and `weight_decay` (a PretrainConfig or any config with those fields)."""
     optimizer = TorchSGD(schedule, momentum=config.momentum, torch_weight_decay=config.weight_decay)
     model.compile(
         optimizer=optimizer,
@@ -92,6 +94,12 @@ def compile_model(config: PretrainConfig, num_classes: int, schedule: MultiStepS
                  keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes), name="top5")],
     )
     return model
+
+
+def compile_model(config: PretrainConfig, num_classes: int, schedule: MultiStepSchedule) -> keras.Model:
+    """The classifier with TorchSGD, cross-entropy on logits, top-1 and top-5 metrics (build under the scope)."""
+    model = build_classifier(num_classes, arch=config.arch, mean=config.mean, std=config.std)
+    return compile_classifier(model, config, num_classes, schedule)
 
 
 def _sample_grids(train_ds: tf.data.Dataset, mixture: datasets.Mixture, n: int = 16) -> dict:
@@ -123,9 +131,26 @@ def _check_resume_config(path: str, config: PretrainConfig) -> None:
               + ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()), flush=True)
 
 
-def run(config: PretrainConfig, workdir: str, *, resume: bool = False, strategy: str = "default",
-        tpu: Optional[str] = None, data_dir: Optional[str] = None, verbose="auto") -> dict:
-    """Trains `config` in `workdir` (resuming from its last checkpoint if `resume`); returns results.json's dict."""
+@dataclasses.dataclass
+class RunSetup:
+    """What `prepare_run` decided for a training run (see `fit_classifier`)."""
+
+    workdir: str  # absolute path of the run's directory
+    out_dir: str  # where this process writes: the workdir on the chief, a scratch directory on other workers
+    chief: bool
+    dist: tf.distribute.Strategy
+    strategy: str
+    latest: Optional[tuple[int, str]]  # newest checkpoint (epochs completed, path) or None
+    initial_epoch: int  # epochs already done (resume) or 0
+    start: float  # time.time() when the run started
+
+
+def prepare_run(config, workdir: str, *, resume: bool = False, strategy: str = "default",
+                tpu: Optional[str] = None) -> RunSetup:
+    """Checks the workdir (an existing run needs `resume`), sets determinism, the strategy and the precision policy.
+
+    Call it before anything starts TensorFlow's runtime (see `make_deterministic`). `config` needs `deterministic`
+    and `mixed_precision`."""
     start = time.time()
     workdir = os.path.abspath(workdir)
     ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -143,31 +168,67 @@ def run(config: PretrainConfig, workdir: str, *, resume: bool = False, strategy:
     chief = is_chief(dist)
     # Non-chief workers take part in every save (collectives) but write to a scratch directory.
     out_dir = workdir if chief else tempfile.mkdtemp(prefix="pretrain-worker-")
-    log_dir = os.path.join(out_dir, "logs")
-    history_path = os.path.join(out_dir, "history.csv")
+    initial_epoch = latest[0] if (resume and latest) else 0
+    if resume and not latest:
+        print(f"--resume: no checkpoint in {ckpt_dir}; starting from epoch 0", flush=True)
+    return RunSetup(workdir=workdir, out_dir=out_dir, chief=chief, dist=dist, strategy=strategy, latest=latest,
+                    initial_epoch=initial_epoch, start=start)
 
+
+def run(config: PretrainConfig, workdir: str, *, resume: bool = False, strategy: str = "default",
+        tpu: Optional[str] = None, data_dir: Optional[str] = None, verbose="auto") -> dict:
+    """Trains `config` in `workdir` (resuming from its last checkpoint if `resume`); returns results.json's dict."""
+    setup = prepare_run(config, workdir, resume=resume, strategy=strategy, tpu=tpu)
     train_mix = datasets.load_mixture(config.data, config.train_split, data_dir=data_dir,
                                       auto_build=config.auto_build)
     eval_mix = (datasets.load_mixture(config.data, config.eval_split, data_dir=data_dir)
                 if config.eval_split else None)
+
+    def build_model(num_classes: int) -> keras.Model:
+        return build_classifier(num_classes, arch=config.arch, mean=config.mean, std=config.std)
+
+    return fit_classifier(setup, config, train_mix, eval_mix, build_model, verbose=verbose)
+
+
+def fit_classifier(setup: RunSetup, config, train_mix: datasets.Mixture, eval_mix: Optional[datasets.Mixture],
+                   build_model: Callable[[int], keras.Model], *, resize: int = 0, verbose="auto",
+                   save_model: bool = True, save_backbone: bool = True, hparams: Optional[dict] = None,
+                   hparams_config: bool = True, trial_id: Optional[str] = None,
+                   extra_results: Optional[dict] = None,
+                   on_results: Optional[Callable[[dict], None]] = None) -> dict:
+    """The training loop shared by the pre-training and fine-tuning jobs; returns results.json's dict.
+
+    `build_model(num_classes)` returns the (uncompiled) classifier of logits; it is called under the strategy
+    scope after `keras.utils.set_random_seed(config.seed)`. `config` is a PretrainConfig or a config with the same
+    optimisation/bookkeeping fields (batch_size, crop_size, epochs, lr*, momentum, weight_decay, seed, ...).
+    `hparams` (default: the config) go to TensorBoard's hparams plugin, with the experiment summary unless
+    `hparams_config` is False (a sweep writes one for all its trials). `save_model` / `save_backbone` write
+    model.keras / backbone.keras (backbone: `build_classifier` layouts only). `extra_results` are merged into
+    results.json; `on_results(results)` may add entries computed from the final metrics before it is written.
+    """
+    workdir, out_dir, chief, dist = setup.workdir, setup.out_dir, setup.chief, setup.dist
+    initial_epoch, latest = setup.initial_epoch, setup.latest
+    log_dir = os.path.join(out_dir, "logs")
+    history_path = os.path.join(out_dir, "history.csv")
+    results_path = os.path.join(workdir, "results.json")
+
     # Seed after the data are loaded: an automatic dataset build must not shift the initialisation.
     keras.utils.set_random_seed(config.seed)
-    initial_epoch = latest[0] if (resume and latest) else 0
-    if resume and not latest:
-        print(f"--resume: no checkpoint in {ckpt_dir}; starting from epoch 0", flush=True)
     train_ds, steps = pipeline.train_dataset(
         train_mix, batch_size=config.batch_size, crop_size=config.crop_size, seed=config.seed,
-        epochs=config.epochs, initial_epoch=min(initial_epoch, config.epochs), shuffle_buffer=config.shuffle_buffer)
-    eval_ds = (pipeline.eval_dataset(eval_mix, batch_size=config.eval_batch_size, crop_size=config.crop_size)
+        epochs=config.epochs, initial_epoch=min(initial_epoch, config.epochs), shuffle_buffer=config.shuffle_buffer,
+        resize=resize)
+    eval_ds = (pipeline.eval_dataset(eval_mix, batch_size=config.eval_batch_size, crop_size=config.crop_size,
+                                     resize=resize)
                if eval_mix is not None else None)
-    print(f"Data {config.data}: {train_mix.num_classes} classes, {train_mix.num_examples} training examples "
-          f"({config.train_split}), {steps} steps/epoch of {config.batch_size}"
-          + (f"; {eval_mix.num_examples} held-out ({config.eval_split})" if eval_mix else ""), flush=True)
+    print(f"Data {train_mix.spec}: {train_mix.num_classes} classes, {train_mix.num_examples} training examples "
+          f"({train_mix.split}), {steps} steps/epoch of {config.batch_size}"
+          + (f"; {eval_mix.num_examples} held-out ({eval_mix.split})" if eval_mix else ""), flush=True)
 
     os.makedirs(out_dir, exist_ok=True)
     schedule = lr_schedule(config, steps)
     with dist.scope():
-        model = compile_model(config, train_mix.num_classes, schedule)
+        model = compile_classifier(build_model(train_mix.num_classes), config, train_mix.num_classes, schedule)
         if initial_epoch:
             print(f"Resuming from {latest[1]} (epoch {initial_epoch} of {config.epochs} done)", flush=True)
             restore_checkpoint(model, latest[1])
@@ -180,7 +241,8 @@ def run(config: PretrainConfig, workdir: str, *, resume: bool = False, strategy:
     if chief:
         if initial_epoch == 0:
             atomic_write_text(os.path.join(workdir, "config.json"), json.dumps(config.to_dict(), indent=2))
-            cb.write_hparams(log_dir, config.to_dict(), trial_id=os.path.basename(workdir))
+            cb.write_hparams(log_dir, config.to_dict() if hparams is None else hparams,
+                             trial_id=trial_id or os.path.basename(workdir), write_config=hparams_config)
             cb.write_image_grids(os.path.join(log_dir, "train"), _sample_grids(train_ds, train_mix))
         else:
             _check_resume_config(os.path.join(workdir, "config.json"), config)
@@ -206,10 +268,12 @@ def run(config: PretrainConfig, workdir: str, *, resume: bool = False, strategy:
         final_eval = model.evaluate(eval_ds, return_dict=True, verbose=verbose)
         final_eval = {k: float(v) for k, v in final_eval.items()}
 
-    model_path = os.path.join(out_dir, "model.keras")
-    backbone_path = os.path.join(out_dir, "backbone.keras")
-    atomic_save_model(model, model_path)
-    atomic_save_model(backbone_from_classifier(model), backbone_path)
+    model_path = os.path.join(out_dir, "model.keras") if save_model else None
+    backbone_path = os.path.join(out_dir, "backbone.keras") if save_backbone else None
+    if model_path:
+        atomic_save_model(model, model_path)
+    if backbone_path:
+        atomic_save_model(backbone_from_classifier(model), backbone_path)
     tensorboard_cmd = f"tensorboard --logdir {log_dir}"
     results = {
         "config": config.to_dict(),
@@ -224,13 +288,16 @@ def run(config: PretrainConfig, workdir: str, *, resume: bool = False, strategy:
         "final_train": final_train,
         "final_eval": final_eval,
         "history": history,
-        "strategy": strategy,
+        "strategy": setup.strategy,
         "num_replicas": dist.num_replicas_in_sync,
-        "wall_time_s_this_run": round(time.time() - start, 1),
+        "wall_time_s_this_run": round(time.time() - setup.start, 1),
         "model": model_path,
         "backbone": backbone_path,
         "tensorboard": tensorboard_cmd,
+        **(extra_results or {}),
     }
+    if on_results is not None:
+        on_results(results)
     atomic_write_text(os.path.join(out_dir, "results.json"), json.dumps(results, indent=2))
     if not chief:
         shutil.rmtree(out_dir, ignore_errors=True)
