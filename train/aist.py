@@ -1,6 +1,6 @@
 """Annotation-Invariant Style Transfer: a CycleGAN with alpha and ResNet feature-distance losses (seed 002, ch. 4).
 
-    python -m train.aist --config constrained --x_data tfds:multiview_shapes/cars:train:images+masks \\
+    python -m train.aist --config constrained --x_data tfds:multiview_shapes/shapenet_cars:train:images+masks \\
         --y_data tfds:stanford_cars_clean/maskrcnn:train --phi_weights resnet18.npz --workdir runs/aist/constrained
     python -m train.aist --config less_constrained ...          # seed Table 6.1, experiment 3
     python -m train.aist --config tiny --x_data DIR_X --y_data DIR_Y --workdir runs/aist/tiny   # CPU smoke run
