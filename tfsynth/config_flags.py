@@ -63,3 +63,33 @@ def config_from_args(args: argparse.Namespace, registry: Mapping[str, Callable],
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
                  if getattr(args, f.name) is not None}
     return get_config(registry, config_cls, args.config, overrides)
+
+
+def job_parser(prog: str, doc: str, registry: Mapping[str, Callable], config_cls, default: str,
+               default_help: str, runs_subdir: str) -> argparse.ArgumentParser:
+    """The common command line of a training job: --config, --workdir, --resume, --data_dir + one flag per field."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", default=default, choices=sorted(registry),
+                     help=f"named experiment config (default: {default}, {default_help})")
+    run.add_argument("--workdir", default=None,
+                     help=f"checkpoints, logs, outputs (default: runs/{runs_subdir}/<config>-<timestamp>)")
+    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
+    add_config_flags(parser, config_cls)
+    parser.set_defaults(_runs_subdir=runs_subdir)
+    return parser
+
+
+def resolve_job(args: argparse.Namespace, registry: Mapping[str, Callable], config_cls):
+    """(config, workdir) of a parsed `job_parser` command line; user errors exit with a one-line message."""
+    import time
+
+    try:
+        config = config_from_args(args, registry, config_cls)
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}")
+    if args.resume and not args.workdir:
+        raise SystemExit("--resume needs the --workdir of the run to continue")
+    workdir = args.workdir or f"runs/{args._runs_subdir}/{args.config}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return config, workdir

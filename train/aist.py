@@ -15,35 +15,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from tfsynth.aist import configs
-from tfsynth.aist.configs import AISTConfig, ConfigError
-from tfsynth.config_flags import add_config_flags, config_from_args as config_from_args_
+from tfsynth.aist.configs import AISTConfig
+from tfsynth.config_flags import job_parser, resolve_job
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.aist", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", default="constrained", choices=sorted(configs.CONFIGS),
-                     help="named experiment config (default: constrained, seed Table 6.1 experiment 2)")
-    run.add_argument("--workdir", default=None, help="checkpoints, logs, generators (default: runs/aist/<config>-<ts>)")
-    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
-    run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
-    add_config_flags(parser, AISTConfig)
-    return parser
+    return job_parser("python -m train.aist", __doc__, configs.CONFIGS, AISTConfig, "constrained",
+                      "seed Table 6.1 experiment 2", "aist")
 
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args_(args, configs.CONFIGS, AISTConfig)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}")
-    if args.resume and not args.workdir:
-        raise SystemExit("--resume needs the --workdir of the run to continue")
-    workdir = args.workdir or os.path.join("runs", "aist", f"{args.config}-{time.strftime('%Y%m%d-%H%M%S')}")
+    config, workdir = resolve_job(args, configs.CONFIGS, AISTConfig)
 
     from tfsynth.aist import data, training  # TensorFlow import after the flags parse (fast --help)
 

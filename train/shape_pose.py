@@ -14,35 +14,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-from tfsynth.config_flags import add_config_flags, config_from_args
+from tfsynth.config_flags import job_parser, resolve_job
 from tfsynth.dpc import configs
-from tfsynth.dpc.configs import ConfigError, DPCConfig
+from tfsynth.dpc.configs import DPCConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.shape_pose", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", default="cars", choices=sorted(configs.CONFIGS),
-                     help="named experiment config (default: cars, the seed's baseline)")
-    run.add_argument("--workdir", default=None, help="checkpoints, logs, weights (default: runs/dpc/<config>-<ts>)")
-    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
-    run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
-    add_config_flags(parser, DPCConfig)
-    return parser
+    return job_parser("python -m train.shape_pose", __doc__, configs.CONFIGS, DPCConfig, "cars",
+                      "the seed's baseline", "dpc")
 
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args, configs.CONFIGS, DPCConfig)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}")
-    if args.resume and not args.workdir:
-        raise SystemExit("--resume needs the --workdir of the run to continue")
-    workdir = args.workdir or os.path.join("runs", "dpc", f"{args.config}-{time.strftime('%Y%m%d-%H%M%S')}")
+    config, workdir = resolve_job(args, configs.CONFIGS, DPCConfig)
 
     from tfsynth.dpc import data, training  # TensorFlow import after the flags parse (fast --help)
 

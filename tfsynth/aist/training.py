@@ -68,11 +68,7 @@ def panels(model: aist.AISTCycleGAN, x: np.ndarray, y: np.ndarray) -> dict[str, 
 
 def run(config: AISTConfig, workdir: str, resume: bool = False, data_dir: Optional[str] = None) -> dict:
     start = time.time()
-    os.makedirs(workdir, exist_ok=True)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not resume and os.path.exists(ckpt_dir) and os.listdir(ckpt_dir):
-        raise FileExistsError(f"{workdir} already holds a run; pass --resume or choose a new --workdir")
-    ckpt_lib.atomic_write_text(os.path.join(workdir, "config.json"), json.dumps(config.to_dict(), indent=2))
+    ckpt_dir = ckpt_lib.prepare_workdir(workdir, config.to_dict(), resume)
 
     keras.utils.set_random_seed(config.seed)
     x_src = aist_data.load_source(config.x_data, data_dir, config.max_images)

@@ -163,11 +163,7 @@ def _silhouette_panel(masks, sil, best, k, n):
 
 def run(config: DPCConfig, workdir: str, resume: bool = False, data_dir: Optional[str] = None) -> dict:
     start = time.time()
-    os.makedirs(workdir, exist_ok=True)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not resume and os.path.exists(ckpt_dir) and os.listdir(ckpt_dir):
-        raise FileExistsError(f"{workdir} already holds a run; pass --resume or choose a new --workdir")
-    ckpt_lib.atomic_write_text(os.path.join(workdir, "config.json"), json.dumps(config.to_dict(), indent=2))
+    ckpt_dir = ckpt_lib.prepare_workdir(workdir, config.to_dict(), resume)
     keras.utils.set_random_seed(config.seed)
     train_set = dpc_data.load_source(config.data, config.image_size, data_dir, config.max_models, config.seed)
     val_set = (dpc_data.load_source(config.val_data, config.image_size, data_dir, 0, config.seed + 1)

@@ -98,3 +98,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         save_checkpoint(self.model, self.directory, epoch + 1, keep=self.keep)
+
+
+def prepare_workdir(workdir: str, config: dict, resume: bool) -> str:
+    """Creates `workdir`, refuses to start over an existing run unless resuming, writes config.json.
+
+    Returns the checkpoint directory (`<workdir>/checkpoints`)."""
+    import json
+
+    os.makedirs(workdir, exist_ok=True)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not resume and os.path.exists(ckpt_dir) and os.listdir(ckpt_dir):
+        raise FileExistsError(f"{workdir} already holds a run; pass --resume or choose a new --workdir")
+    atomic_write_text(os.path.join(workdir, "config.json"), json.dumps(config, indent=2))
+    return ckpt_dir
