@@ -1,0 +1,46 @@
+"""Transfer tables from fine-tuning runs: top-1 mean ± std over seeds, rows = pre-training sources (scratch and
+reference networks included), columns = downstream datasets; Markdown + CSV + grouped bar chart.
+
+    python -m eval.transfer --runs runs/demo/X/finetune --out runs/demo/X/transfer
+    python -m eval.transfer --runs runs/ft --runs runs/ft-imagenet --out results/transfer
+
+Every results.json under --runs written by `python -m train.finetune` counts once (its test top-1); CV trials,
+pre-training runs and unfinished runs are skipped and counted. Writes transfer.md, transfer.csv, transfer.png and
+runs.json (the runs used and the skipped files) into --out and prints the Markdown table. TF-free.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tfsynth.transfer import table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.transfer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", action="append", required=True, metavar="DIR",
+                        help="directory searched recursively for train.finetune results.json (repeatable)")
+    parser.add_argument("--out", default=None, help="output directory (default: <first --runs>/../transfer)")
+    return parser
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.runs[0])), "transfer")
+    report = table.write_report(args.runs, out)
+    print(report["markdown"])
+    skipped = ", ".join(f"{n} {reason}" for reason, n in report["skipped"].items())
+    print(f"{len(report['records'])} fine-tuning runs" + (f" (skipped: {skipped})" if skipped else ""))
+    for name in ("transfer.md", "transfer.csv", "transfer.png"):
+        print(f"Wrote {report['paths'][name]}")
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Feature visualisation (Keras): first-layer filter grids and activation maximisation (`filters`)."""
