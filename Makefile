@@ -20,10 +20,16 @@ $(STAMP): setup.py constraints.txt
 	touch $(STAMP)
 
 # Builds fractal_db/tiny when missing, pre-trains ResNet-50 on it (prints held-out accuracy and the
-# TensorBoard command), then scores the backbone against a small SIMULATED brain dataset.
+# TensorBoard command), fine-tunes it and a scratch ResNet-50 on real handwritten digits (prints the transfer
+# table), draws their first-layer filters, scores the backbone against a small SIMULATED brain dataset, and
+# writes a ProcSynthDB contact sheet.
 DEMO_DIR := runs/demo/$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP)
 	$(PY) -m train.pretrain --workdir $(DEMO_DIR)
+	$(PY) -m train.finetune --config digits_demo --backbone $(DEMO_DIR)/backbone.keras --workdir $(DEMO_DIR)/finetune/fractal_db_tiny
+	$(PY) -m train.finetune --config digits_demo --init scratch --workdir $(DEMO_DIR)/finetune/scratch
+	$(PY) -m eval.transfer --runs $(DEMO_DIR)/finetune --out $(DEMO_DIR)/transfer
+	$(PY) -m eval.filters --model fractal_db_tiny=$(DEMO_DIR)/backbone.keras --model scratch=$(DEMO_DIR)/finetune/scratch/model.keras --out $(DEMO_DIR)/filters
 	$(PY) -m eval.neural --demo --model $(DEMO_DIR)/backbone.keras --workdir $(DEMO_DIR)/neural
 	$(PY) -m eval.contact_sheet --data proc_synth_db/tiny --out $(DEMO_DIR)/proc_synth_db_tiny.png --logdir $(DEMO_DIR)/sheets
 
