@@ -58,7 +58,7 @@ class PretrainConfig:
     validation_freq: int = 1  # evaluate eval_split every N epochs during training (0: only at the end)
     keep_checkpoints: int = 1  # newest per-epoch checkpoints kept in <workdir>/checkpoints
     seed: int = 1  # data order, crops and initialisation all derive from it
-    deterministic: bool = True  # deterministic ops + 1 inter-op thread: runs repeat bitwise (cf. cudnn.deterministic)
+    deterministic: bool = True  # deterministic ops + 1 inter-op thread (cf. cudnn.deterministic); bitwise for ResNet-18 on CPU
 
     def replace(self, **overrides) -> "PretrainConfig":
         return dataclasses.replace(self, **overrides)
