@@ -6,7 +6,8 @@ module: they hand work to `tfsynth.render.pool` workers, which do. Facts this mo
 * `PYOPENGL_PLATFORM=egl` (set here unless the environment chose another platform): headless on CPU (llvmpipe)
   and on NVIDIA GPUs.
 * ONE `OffscreenRenderer` per process, resized as needed and never deleted (deleting one breaks the others).
-* A pyrender Mesh binds its GPU buffers to the renderer; meshes with a `key` are kept in a small LRU cache.
+* A pyrender Mesh binds its GPU buffers to the renderer; meshes with a `key` are kept in a small LRU cache and
+  their pose's scale is applied by the node transform (no re-upload per instance).
 """
 from __future__ import annotations
 
@@ -111,8 +112,13 @@ def render(mesh: RenderMesh, view: View) -> RenderOutput:
     scene = pyrender.Scene(bg_color=np.asarray(view.background, np.float32),
                            ambient_light=np.asarray(view.ambient, np.float32))
     pose = view.pose
-    rigid = type(pose)(rotation=pose.rotation, translation=pose.translation)  # scale goes into the vertices
-    scene.add(_pyrender_mesh(mesh, pose.scale), pose=rigid.matrix())
+    if mesh.key is not None:
+        # A cached (already uploaded) mesh: the anisotropic scale goes into the node transform. pyrender's mesh.vert
+        # transforms normals by transpose(inverse(M)), which is correct for non-uniform scale.
+        scene.add(_pyrender_mesh(mesh, (1.0, 1.0, 1.0)), pose=pose.matrix())
+    else:
+        rigid = type(pose)(rotation=pose.rotation, translation=pose.translation)  # scale goes into the vertices
+        scene.add(_pyrender_mesh(mesh, pose.scale), pose=rigid.matrix())
     scene.add(_camera(view), pose=np.asarray(view.camera.pose, np.float64))
     for light in view.lights:
         scene.add(_light(light), pose=light.pose())

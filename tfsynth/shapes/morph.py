@@ -18,7 +18,12 @@ point sampling: K ~ K_nm K_mm^-1 K_mn = Phi Phi^T with Phi = K_nm U L^-1/2; m do
 `variance_target` of the term's variance (trace(Phi Phi^T) / trace(K)). A term whose length scale is below the
 mesh resolution (neighbouring vertices correlate less than `nugget_correlation`) is sampled as independent
 per-vertex noise of the same variance (its exact marginal; the neglected correlations are below that bound).
-`MorphModel.captured_fraction` reports the variance captured per group; a sample is one matrix product.
+A term so short-scale that its kernel matrix, with entries below `sparse_tolerance` of its variance dropped, has
+at most `sparse_neighbors` non-zeros per row on average is instead factored exactly: the sparse matrix (plus a
+jitter of `sparse_tolerance` times the variance on the diagonal) is LDL^T-factored by SuperLU with a fill-reducing
+symmetric ordering, and a sample is the sparse product P^T L D^1/2 e, e ~ N(0, I_n) (captured variance 1).
+`MorphModel.captured` reports the variance captured per group and term. Sampling is precomputed: the Nyström bases
+of a group are one float32 matrix (one GEMM per sample) plus one sparse float32 product per sparse term.
 """
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ class MorphConfig:
     initial_landmarks: int = 32
     max_landmarks: int = 4096
     nugget_correlation: float = 0.05  # below this neighbour correlation a term is sampled as per-vertex noise
+    sparse_neighbors: int = 48  # at most this many kernel entries per row: exact sparse LDL^T instead of Nyström
+    sparse_tolerance: float = 1e-9  # relative size of the kernel entries dropped by the sparse factorization
     target_vertices: int = 2000  # base meshes are decimated (quadric) to about this many vertices first
 
 
@@ -91,27 +98,67 @@ def _nearest_spacing(points: np.ndarray) -> float:
     return float(np.median(d[:, 1]))
 
 
+def sparse_factor(points: np.ndarray, variance: float, sigma: float, tolerance: float, max_neighbors: float):
+    """CSR float32 G (n, n) with G G^T the term's kernel matrix (entries below `tolerance` * variance dropped, the
+    diagonal raised by that much), or None when the matrix is denser than `max_neighbors` entries per row or the
+    factorization is not positive (the caller then uses Nyström)."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+    from scipy.spatial import cKDTree
+
+    n = len(points)
+    radius = sigma * np.sqrt(np.log(1.0 / tolerance))
+    tree = cKDTree(points)
+    if (tree.count_neighbors(tree, radius) - n) / max(n, 1) > max_neighbors:  # counted without listing the pairs
+        return None
+    pairs = tree.query_pairs(radius, output_type="ndarray")
+    values = variance * np.exp(-np.sum((points[pairs[:, 0]] - points[pairs[:, 1]]) ** 2, 1) / (sigma * sigma))
+    rows = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(n)])
+    cols = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(n)])
+    data = np.concatenate([values, values, np.full(n, variance * (1.0 + tolerance))])
+    k = sp.csc_matrix((data, (rows, cols)), shape=(n, n))
+    # Symmetric mode without pivoting: Pr K Pc = L U with Pr = Pc^T and U = D L^T, so K = (F F^T)[p][:, p].
+    lu = splu(k, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    d = lu.U.diagonal()
+    if not np.array_equal(lu.perm_r, lu.perm_c) or not np.all(d > 0):
+        return None
+    f = (lu.L @ sp.diags(np.sqrt(d))).tocsr()[lu.perm_c]
+    return f.astype(np.float32)
+
+
 @dataclasses.dataclass
 class MorphModel:
     """Low-rank shape and albedo models over the vertices of one reference mesh."""
 
-    shape_basis: np.ndarray  # (n, R_s): u = shape_basis @ z, z ~ N(0, I) of shape (R_s, 3)
+    shape_basis: np.ndarray  # (n, R_s) float32: u = shape_basis @ z, z ~ N(0, I) of shape (R_s, 3)
     shape_nugget: np.ndarray  # (n,) std of independent per-vertex shape noise
-    albedo_basis: np.ndarray  # (n, R_a)
+    albedo_basis: np.ndarray  # (n, R_a) float32
     albedo_nugget: np.ndarray  # (n,)
     captured: dict  # {'shape': fraction, 'albedo': fraction, 'terms': [...]} of the variance captured
+    shape_sparse: tuple = ()  # CSR float32 (n, n) factors of short-scale terms: u[:, c] += G @ e_c, e_c ~ N(0, I_n)
+    albedo_sparse: tuple = ()
 
     @property
     def rank(self) -> tuple[int, int]:
-        return self.shape_basis.shape[1], self.albedo_basis.shape[1]
+        return (self.shape_basis.shape[1] + sum(g.shape[1] for g in self.shape_sparse),
+                self.albedo_basis.shape[1] + sum(g.shape[1] for g in self.albedo_sparse))
+
+    @staticmethod
+    def _draw(rng, basis, nugget, sparse) -> np.ndarray:
+        n = len(nugget)
+        z = rng.standard_normal((basis.shape[1], 3)).astype(np.float32)
+        out = (basis @ z).astype(np.float64)
+        out += nugget[:, None] * rng.standard_normal((n, 3))
+        for g in sparse:
+            e = rng.standard_normal((3, n)).astype(np.float32)
+            for c in range(3):  # three sparse mat-vecs: faster than one CSR product with a (n, 3) operand
+                out[:, c] += g @ e[c]
+        return out
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(shape displacement (n, 3), albedo change (n, 3)) of one draw."""
-        n = len(self.shape_nugget)
-        u = self.shape_basis @ rng.standard_normal((self.shape_basis.shape[1], 3))
-        u += self.shape_nugget[:, None] * rng.standard_normal((n, 3))
-        a = self.albedo_basis @ rng.standard_normal((self.albedo_basis.shape[1], 3))
-        a += self.albedo_nugget[:, None] * rng.standard_normal((n, 3))
+        u = self._draw(rng, self.shape_basis, self.shape_nugget, self.shape_sparse)
+        a = self._draw(rng, self.albedo_basis, self.albedo_nugget, self.albedo_sparse)
         return u, a
 
 
@@ -128,7 +175,7 @@ def build_model(vertices: np.ndarray, albedo: np.ndarray, config: MorphConfig) -
     terms = []
 
     def group(specs, strength):
-        blocks, nugget_var, total, captured_total = [], np.zeros(n), 0.0, 0.0
+        blocks, sparse, nugget_var, total, captured_total = [], [], np.zeros(n), 0.0, 0.0
         for space, variance, sigma, pts, spc, ordr in specs:
             variance, sigma = variance * strength ** 2, sigma
             total += variance
@@ -138,23 +185,30 @@ def build_model(vertices: np.ndarray, albedo: np.ndarray, config: MorphConfig) -
                 terms.append({"space": space, "variance": variance, "sigma": sigma, "method": "per-vertex",
                               "rank": 0, "captured": 1.0})
                 continue
+            g = sparse_factor(pts, variance, sigma, config.sparse_tolerance, config.sparse_neighbors)
+            if g is not None:
+                sparse.append(g)
+                captured_total += variance
+                terms.append({"space": space, "variance": variance, "sigma": sigma, "method": "sparse-ldl",
+                              "rank": n, "captured": 1.0})
+                continue
             phi, frac = nystrom_basis(pts, variance, sigma, config.variance_target, config.initial_landmarks,
                                       config.max_landmarks, ordr)
             blocks.append(phi)
             captured_total += frac * variance
             terms.append({"space": space, "variance": variance, "sigma": sigma, "method": "nystrom",
                           "rank": int(phi.shape[1]), "captured": frac})
-        basis = np.concatenate(blocks, 1) if blocks else np.zeros((n, 0))
-        return basis, np.sqrt(nugget_var), (captured_total / total if total > 0 else 1.0)
+        basis = np.ascontiguousarray(np.concatenate(blocks, 1) if blocks else np.zeros((n, 0)), np.float32)
+        return basis, np.sqrt(nugget_var), (captured_total / total if total > 0 else 1.0), tuple(sparse)
 
     shape_specs = [("xyz", s * length ** 2, sg * length, vertices, spacing, order) for s, sg in config.shape_terms]
-    shape_basis, shape_nugget, shape_frac = group(shape_specs, config.shape_strength)
+    shape_basis, shape_nugget, shape_frac, shape_sparse = group(shape_specs, config.shape_strength)
     # Albedo change = average of a colour-space and a physical-space sample: each contributes with weight 1/2.
     albedo_specs = ([("rgb", s, sg, albedo, color_spacing, color_order) for s, sg in config.albedo_color_terms]
                     + [("xyz", s, sg * length, vertices, spacing, order) for s, sg in config.albedo_space_terms])
-    albedo_basis, albedo_nugget, albedo_frac = group(albedo_specs, 0.5 * config.albedo_strength)
+    albedo_basis, albedo_nugget, albedo_frac, albedo_sparse = group(albedo_specs, 0.5 * config.albedo_strength)
     return MorphModel(shape_basis, shape_nugget, albedo_basis, albedo_nugget,
-                      {"shape": shape_frac, "albedo": albedo_frac, "terms": terms})
+                      {"shape": shape_frac, "albedo": albedo_frac, "terms": terms}, shape_sparse, albedo_sparse)
 
 
 def resample(vertices: np.ndarray, faces: np.ndarray, target_vertices: int) -> tuple[np.ndarray, np.ndarray]:
