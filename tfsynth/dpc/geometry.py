@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfsynth.shapes import geometry as _shapes_geometry
+
 FOCAL_LENGTH = 1.875
 CAMERA_DISTANCE = 2.0
 
@@ -43,22 +45,7 @@ def q_to_matrix(q):
 
 def matrix_to_q(m):
     """(3, 3) rotation matrix -> [w, x, y, z] with w >= 0 (Shepperd's method, stable for any rotation)."""
-    m = np.asarray(m, np.float64)
-    tr = np.trace(m)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
-    q = q_normalize(np.array(q))
-    return q if q[0] >= 0 else -q
+    return _shapes_geometry.matrix_to_quaternion(m)
 
 
 def q_rotate(points, q):
