@@ -31,8 +31,7 @@ from tfsynth.training.callbacks import truncate_csv_history
 
 def build_model(config: AISTConfig) -> aist.AISTCycleGAN:
     weights = aist.LossWeights(**config.loss_weights())
-    needs_phi = weights.lambda_resdist_G > 0 or weights.lambda_resdist_F > 0
-    phi = aist.feature_extractor(config.phi_weights, config.image_size) if needs_phi else None
+    phi = aist.feature_extractor(config.phi_weights, config.image_size) if weights.uses_phi else None
     return aist.AISTCycleGAN(image_size=config.image_size, channels=config.channels, alpha_mode=config.alpha_mode,
                              weights=weights, phi=phi, activation=config.activation,
                              negative_slope=config.negative_slope, pool_size=config.pool_size,

@@ -53,6 +53,10 @@ class LossWeights:
     lambda_resdist_G: float = 1.75
     lambda_resdist_F: float = 1.75
 
+    @property
+    def uses_phi(self) -> bool:
+        return self.lambda_resdist_G > 0 or self.lambda_resdist_F > 0
+
 
 PRESETS = {
     # Seed 002 Table 6.1.
@@ -259,8 +263,7 @@ class AISTCycleGAN(keras.Model):
         self.F = cyclegan.resnet_generator(name="F", **gen)
         self.D_X = cyclegan.patch_discriminator(shape, ndf=ndf, name="D_X")
         self.D_Y = cyclegan.patch_discriminator(shape, ndf=ndf, name="D_Y")
-        needs_phi = weights.lambda_resdist_G > 0 or weights.lambda_resdist_F > 0
-        self.phi = phi if phi is not None else (feature_extractor("", image_size) if needs_phi else None)
+        self.phi = phi if phi is not None else (feature_extractor("", image_size) if weights.uses_phi else None)
         self.pool_X = ImagePool(pool_size, shape, seed=seed * 2 + 1, name="pool_X")
         self.pool_Y = ImagePool(pool_size, shape, seed=seed * 2 + 2, name="pool_Y")
         self.pool_X.build(), self.pool_Y.build()
