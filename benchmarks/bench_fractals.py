@@ -19,6 +19,7 @@ from PIL import Image
 
 from tfsynth.fractals import dataset, ifs, render
 from tfsynth.fractals.search import SearchConfig, candidate_filling_rate, draw_candidate
+from tfsynth.png import encode_png
 
 
 def _cpu(fn):
@@ -52,7 +53,7 @@ def _python_patch_image(params, n_points, size):
         bits = "{:09b}".format(rng.randrange(1, 512))
         patch = Image.fromarray(np.array([127 * int(b) for b in bits], np.uint8).reshape(3, 3))
         image.paste(patch, (x + 1, y + 1))
-    return render.encode_png(np.array(image)[::-1, :, None])
+    return encode_png(np.array(image)[::-1, :, None])
 
 
 def run(quick: bool = False) -> dict:

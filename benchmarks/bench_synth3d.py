@@ -5,9 +5,11 @@ GP morph sampling time per sample at 10k vertices. TF-free (runs its own rendere
 Baseline measured in the same run: `pyrender.OffscreenRenderer.render` alone on the same meshes, poses, lights
 (scene construction, mesh upload, view sampling, emptiness checks, PNG encoding and class-mesh building are the
 pipeline's overhead). Targets: overhead <= 30 %; morph sampling <= 20 ms per sample at 10k vertices.
-`proc_synth_db_amortised_*` is one class mesh rendered for a whole work unit (64 instances with --quick, 250 as in
-the 1k configs), i.e. the class-mesh cost amortised as the real builders amortise it; the small 2- and 4-class
-runs charge each class mesh to only 8 or 25 instances. BLAS runs on one thread (OPENBLAS_NUM_THREADS=1).
+`*_amortised_*` is one class mesh rendered for a whole work unit (64 instances with --quick, 250 as in the 1k
+configs), i.e. the class-mesh cost amortised as the real builders amortise it (for MorphSynthDB including a GP
+model build per unit, the worst case); the small 2- and 4-class runs charge each class mesh (and each morph
+model) to only 8 or 25 instances. Pipeline and bare renders alternate in blocks of 25 instances, so a change of
+machine load between them does not show up as overhead. BLAS runs on one thread (OPENBLAS_NUM_THREADS=1).
 
     python -m benchmarks.bench_synth3d [--quick]
 """
@@ -36,33 +38,33 @@ def _cpu(fn):
     return result, time.process_time() - start
 
 
-def _bare_render_seconds(config: Synth3DConfig, table, classes: int, instances: int) -> float:
-    """CPU seconds of pyrender's render() alone for the same meshes and views the pipeline produced."""
+def _bare_render_seconds(config: Synth3DConfig, mesh, cls: int, instances: range) -> float:
+    """CPU seconds of pyrender's render() alone for the same mesh and views the pipeline produced."""
     from tfsynth.render import pyrender_backend as pb
 
     pyrender = pb.pyrender
+    rmesh = dataset.render_mesh(config, mesh)
     total = 0.0
-    for cls in range(classes):
-        mesh = dataset.class_mesh(config, cls, int(table.attempts[cls]), table.base_attempt(cls))
-        rmesh = dataset.render_mesh(config, mesh)
-        for inst in range(instances):
-            rng = np.random.default_rng(np.random.SeedSequence([config.seed, INSTANCE_TAG, cls, inst, 0]))
-            view = views.random_instance(config, mesh.vertices, rng).view
-            scene = pyrender.Scene(bg_color=np.zeros(4, np.float32), ambient_light=np.asarray(view.ambient, np.float32))
-            pose = view.pose
-            rigid = type(pose)(rotation=pose.rotation, translation=pose.translation)
-            scene.add(pyrender.Mesh([pb._primitive(rmesh, pose.scale)]), pose=rigid.matrix())
-            scene.add(pb._camera(view), pose=view.camera.pose)
-            for light in view.lights:
-                scene.add(pb._light(light), pose=light.pose())
-            renderer = pb._renderer(view.width, view.height)
-            renderer.render(scene, flags=pyrender.RenderFlags.RGBA)  # upload outside the timing
-            _, seconds = _cpu(lambda: renderer.render(scene, flags=pyrender.RenderFlags.RGBA))
-            total += seconds
+    for inst in instances:
+        rng = np.random.default_rng(np.random.SeedSequence([config.seed, INSTANCE_TAG, cls, inst, 0]))
+        view = views.random_instance(config, mesh.vertices, rng).view
+        scene = pyrender.Scene(bg_color=np.zeros(4, np.float32), ambient_light=np.asarray(view.ambient, np.float32))
+        pose = view.pose
+        rigid = type(pose)(rotation=pose.rotation, translation=pose.translation)
+        scene.add(pyrender.Mesh([pb._primitive(rmesh, pose.scale)]), pose=rigid.matrix())
+        scene.add(pb._camera(view), pose=view.camera.pose)
+        for light in view.lights:
+            scene.add(pb._light(light), pose=light.pose())
+        renderer = pb._renderer(view.width, view.height)
+        renderer.render(scene, flags=pyrender.RenderFlags.RGBA)  # upload outside the timing
+        _, seconds = _cpu(lambda: renderer.render(scene, flags=pyrender.RenderFlags.RGBA))
+        total += seconds
     return total
 
 
-def _dataset(config: Synth3DConfig, classes: int, instances: int) -> dict:
+def _dataset(config: Synth3DConfig, classes: int, instances: int, block: int = 25) -> dict:
+    """Pipeline and bare renders alternate in blocks of `block` instances, so that a change in machine load
+    between the two measurements cannot masquerade as pipeline overhead (or hide it)."""
     config = config.replace(num_classes=classes, instances_per_class=instances, instances_per_unit=instances)
     table, search_s = _cpu(lambda: search_classes(config, config.source))
     dataset.render_unit(config, (0, 0, 1, int(table.attempts[0]), table.base_attempt(0)))  # warm up GL
@@ -71,13 +73,20 @@ def _dataset(config: Synth3DConfig, classes: int, instances: int) -> dict:
 
     cl._proc_mesh_cached.cache_clear()
     cl._morph_reference.cache_clear()
-    units = dataset.work_units(config, table)
-    examples, seconds = _cpu(lambda: [ex for unit in units for ex in dataset.render_unit(config, unit)])
-    n = len(examples)
+    n, seconds, bare = 0, 0.0, 0.0
+    for cls, start, stop, attempt, base_attempt in dataset.work_units(config, table):
+        for first in range(start, stop, block):
+            unit = (cls, first, min(first + block, stop), attempt, base_attempt)
+            # The class mesh is built inside the first block's timing (ProcSynthDB meshes are then cached per
+            # process, as across the units of a real build; 25 is a whole class in the non-amortised runs).
+            examples, block_s = _cpu(lambda: dataset.render_unit(config, unit))
+            n, seconds = n + len(examples), seconds + block_s
+            if config.views == "random":
+                mesh = dataset.class_mesh(config, cls, attempt, base_attempt)
+                bare += _bare_render_seconds(config, mesh, cls, range(unit[1], unit[2]))
     out = {"examples": n, "examples_per_cpu_s": round(n / seconds, 2),
            "class_search_cpu_s_per_class": round(search_s / classes, 3)}
     if config.views == "random":
-        bare = _bare_render_seconds(config, table, classes, instances)
         out["bare_pyrender_examples_per_cpu_s"] = round(n / bare, 2)
         out["pipeline_overhead"] = round(seconds / bare - 1.0, 3)
     return out
@@ -110,6 +119,8 @@ def run(quick: bool = False) -> dict:
         "flat_world_db": _dataset(base.replace(views="flat"), classes, instances),
         # As the real builders run: one class mesh amortised over a work unit of many instances (1k configs: 250).
         "proc_synth_db_amortised": _dataset(base, 1, 64 if quick else 250),
+        # The worst case of a real MorphSynthDB unit: its base mesh's GP model is built for this unit alone.
+        "morph_synth_db_amortised": _dataset(base.replace(source="morph", morph_base_classes=1), 1, 64 if quick else 250),
     }
     sampling = _morph_sampling(10_000, 10 if quick else 50)
     return {

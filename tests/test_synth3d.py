@@ -181,3 +181,76 @@ def test_config_validation_names_the_problem():
         Synth3DConfig(source="nope")
     with pytest.raises(ValueError, match="unknown mesh styles"):
         ProcMeshConfig(styles=("blob",), style_weights=(1.0,))
+
+
+def test_reused_scene_renders_exactly_what_a_fresh_scene_renders():
+    """pyrender_backend keeps one Scene per process and edits it in place; every image (meshes swapped, cameras
+    changed, lights of each kind added, re-coloured and removed) must equal a render of a freshly built scene."""
+    code = r'''
+import numpy as np
+from tfsynth.render import pyrender_backend as pb
+from tfsynth.render.scene import Camera, Light, ObjectPose, RenderMesh, View
+from tfsynth.shapes.geometry import look_at
+from tfsynth.shapes.procedural import ProcMeshConfig, generate_mesh
+pyrender = pb.pyrender
+
+def fresh(mesh, view):
+    scene = pyrender.Scene(bg_color=np.asarray(view.background, np.float32),
+                           ambient_light=np.asarray(view.ambient, np.float32))
+    scene.add(pyrender.Mesh([pb._primitive(mesh, (1.0, 1.0, 1.0))]), pose=view.pose.matrix())
+    scene.add(pb._camera(view), pose=view.camera.pose)
+    for light in view.lights:
+        scene.add(pb._light(light), pose=light.pose())
+    color, depth = pb._renderer(view.width, view.height).render(scene, flags=pyrender.RenderFlags.RGBA)
+    return np.ascontiguousarray(color), np.ascontiguousarray(depth)
+
+rng = np.random.default_rng(0)
+meshes = [generate_mesh(ProcMeshConfig(), np.random.default_rng(s)) for s in (1, 2)]
+render_meshes = [RenderMesh(m.vertices, m.faces, key=f"m{i}") for i, m in enumerate(meshes)]
+render_meshes.append(RenderMesh(meshes[0].vertices, meshes[0].faces, base_color=(0.9, 0.3, 0.2, 1.0)))  # uncached
+light_sets = [
+    (Light("directional", (1, 1, 1), 3.0, direction=(0, 0, -1)),),
+    (Light("point", (1, 0.5, 0.2), 20.0, position=(1, 2, 3)), Light("spot", (0.2, 1, 0.3), 30.0,
+     direction=(0, -0.5, -1), position=(0, 1, 3), inner_cone=0.2, outer_cone=0.5)),
+    (Light("spot", (1, 1, 0.5), 25.0, direction=(0.3, 0, -1), position=(-1, 0, 3), inner_cone=0.4, outer_cone=0.9),
+     Light("spot", (0.5, 0.5, 1), 15.0, direction=(0, 0, -1), position=(0, 0, 3), inner_cone=0.1, outer_cone=0.3),
+     Light("directional", (1, 0.8, 0.8), 2.0, direction=(1, -1, -1))),
+    (),
+]
+checked = 0
+for i in range(24):
+    q = rng.normal(size=4); q /= np.linalg.norm(q)
+    cam = Camera(pose=look_at((0, 0, 2.5 + 0.5 * (i % 2))), yfov=np.deg2rad(35 + 10 * (i % 3)))
+    size = (48, 64)[i % 2]
+    view = View(camera=cam, lights=light_sets[(i * 7) % 4], pose=ObjectPose(rotation=tuple(q),
+                scale=tuple(rng.uniform(0.6, 1.2, 3))), width=size, height=size, ambient=(0.1 * (i % 3),) * 3)
+    mesh = render_meshes[(i // 3) % 3]
+    out = pb.render(mesh, view)
+    if mesh.key is None:  # uncached meshes carry the scale in the vertices
+        rigid = ObjectPose(rotation=view.pose.rotation)
+        scaled = RenderMesh(mesh.vertices * np.asarray(view.pose.scale), mesh.faces, base_color=mesh.base_color)
+        color, depth = fresh(scaled, View(camera=cam, lights=view.lights, pose=rigid, width=size, height=size,
+                                          ambient=view.ambient))
+    else:
+        color, depth = fresh(mesh, view)
+    assert np.array_equal(out.rgba, color), i
+    assert np.array_equal(out.depth, depth), i
+    assert out.mask.any(), i
+    checked += 1
+print("checked", checked)
+'''
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "checked 24" in result.stdout, result.stderr[-3000:]
+
+
+def test_morph_work_units_are_grouped_by_base_and_cover_every_instance_once():
+    config = TINY.replace(source="morph", num_classes=7, morph_base_classes=3, instances_per_class=5,
+                          instances_per_unit=2)
+    table = type("Table", (), {"attempts": np.zeros(7, int), "base_attempt": lambda self, c: 0})()
+    units = dataset.work_units(config, table)
+    bases = [cls % 3 for cls, *_ in units]
+    assert bases == sorted(bases)  # one contiguous run per base mesh
+    covered = sorted((cls, i) for cls, start, stop, _, _ in units for i in range(start, stop))
+    assert covered == [(c, i) for c in range(7) for i in range(5)]
+    proc_units = dataset.work_units(config.replace(source="proc"), table)
+    assert [u[0] for u in proc_units] == sorted(u[0] for u in proc_units)

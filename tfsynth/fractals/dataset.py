@@ -13,6 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from tfsynth.fractals import render
+from tfsynth.png import encode_png
 from tfsynth.fractals.search import SearchConfig, search_categories
 
 SAMPLERS = ("official", "svd", "csv")
@@ -103,7 +104,7 @@ def render_unit(config: FractalDBConfig, category: int, params: np.ndarray, weig
         for flip_type in config.flips:
             image = render.flip(canvas, flip_type)
             yield example_key(category, weight_index, patch_index, flip_type), {
-                "image": render.encode_png(image, config.png_compress_level),
+                "image": encode_png(image, config.png_compress_level),
                 "label": category,
                 "params": np.asarray(params, np.float64),
                 "weight_index": np.int32(weight_index),

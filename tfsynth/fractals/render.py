@@ -10,12 +10,10 @@ renderer reseeds it with 100 every time), so render a (category, weight) group a
 """
 from __future__ import annotations
 
-import io
 import math
 
 import numba
 import numpy as np
-from PIL import Image
 
 from tfsynth.fractals.ifs import chaos_game, fit_to_image
 
@@ -142,12 +140,3 @@ def flip(image: np.ndarray, flip_type: int) -> np.ndarray:
     if flip_type == 3:
         return image[::-1, ::-1]
     raise ValueError(f"flip_type must be 0..3, got {flip_type}")
-
-
-def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
-    """PNG bytes; level 1 because FractalDB images are sparse and level 6 costs ~3x the time for ~10% size."""
-    array = np.ascontiguousarray(image)
-    mode = "L" if array.shape[-1] == 1 else "RGB"
-    buffer = io.BytesIO()
-    Image.fromarray(array[..., 0] if mode == "L" else array, mode).save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()

@@ -25,6 +25,7 @@ import numpy as np
 
 from tfsynth.dpc import geometry as geo
 from tfsynth.dpc.metrics import voxel_downsample
+from tfsynth.png import encode_png
 
 MESH_EXTENSIONS = (".obj", ".ply", ".glb", ".off")
 SPLITS = ("train", "validation", "test")
@@ -222,13 +223,3 @@ def render_item(args: tuple) -> tuple[str, dict]:
     ex["images"] = [encode_png(im) for im in ex["images"]]
     ex["masks"] = [encode_png(m[..., None] * 255) for m in ex["masks"]]
     return key, ex
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image).squeeze()).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()

@@ -11,12 +11,11 @@
 """
 from __future__ import annotations
 
-import io
 from typing import Iterator
 
 import numpy as np
-from PIL import Image
 
+from tfsynth.png import encode_png
 from tfsynth.scenes.config import SceneConfig
 from tfsynth.scenes.render import render_scene
 from tfsynth.scenes.sampling import sample_scene
@@ -62,17 +61,6 @@ def example(config: SceneConfig, index: int) -> dict:
         "index": np.int32(index),
         "objects": objects,
     }
-
-
-def encode_png(array: np.ndarray, compress_level: int = 1) -> bytes:
-    """PNG bytes of (S, S, 3) RGB or (S, S, 1) grey uint8 (level 1: noise images barely compress further)."""
-    array = np.ascontiguousarray(array)
-    if array.dtype != np.uint8:
-        raise ValueError(f"expected uint8, got {array.dtype}")
-    image = Image.fromarray(array[..., 0], "L") if array.shape[-1] == 1 else Image.fromarray(array, "RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
 
 
 def encoded_example(config: SceneConfig, index: int) -> tuple[str, dict]:

@@ -13,12 +13,12 @@ Rendering needs OpenGL, which must not share a process with TensorFlow: TFDS bui
 from __future__ import annotations
 
 import functools
-import io
 import sys
 from typing import Iterator, Optional
 
 import numpy as np
 
+from tfsynth.png import encode_png
 from tfsynth.render.scene import RenderMesh, View
 from tfsynth.shapes.procedural import Mesh
 from tfsynth.synth3d import views
@@ -27,10 +27,18 @@ from tfsynth.synth3d.config import Synth3DConfig
 
 
 def work_units(config: Synth3DConfig, table: ClassTable) -> list[tuple]:
-    """(class, start, stop, class attempt, base attempt) for every chunk of `instances_per_unit` instances."""
+    """(class, start, stop, class attempt, base attempt) for every chunk of `instances_per_unit` instances.
+
+    MorphSynthDB units come grouped by base mesh (classes b, b + B, b + 2B, ...): a worker keeps the GP model of
+    the base it last used, and runners hand out contiguous runs of this list, so each model is built about once
+    per worker instead of once per unit. The order does not change any example (keys fix the dataset order).
+    """
     step = config.instances_per_unit
+    classes = range(config.num_classes)
+    if config.source == "morph":
+        classes = sorted(classes, key=lambda c: (c % config.morph_base_classes, c))
     return [(c, s, min(s + step, config.instances_per_class), int(table.attempts[c]), table.base_attempt(c))
-            for c in range(config.num_classes) for s in range(0, config.instances_per_class, step)]
+            for c in classes for s in range(0, config.instances_per_class, step)]
 
 
 def example_key(cls: int, instance: int) -> str:
@@ -47,14 +55,6 @@ def render_mesh(config: Synth3DConfig, mesh: Mesh, key: Optional[str] = None) ->
     color = tuple(config.base_color) + (1.0,) if mesh.vertex_colors is None else (1.0, 1.0, 1.0, 1.0)
     return RenderMesh(mesh.vertices, mesh.faces, vertex_colors=mesh.vertex_colors, base_color=color,
                       roughness=config.roughness, key=key)
-
-
-def encode_png(image: np.ndarray, level: int = 1) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=level)
-    return buf.getvalue()
 
 
 def _acceptable(rgb: np.ndarray, mask: np.ndarray, config: Synth3DConfig) -> bool:
