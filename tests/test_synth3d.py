@@ -195,12 +195,12 @@ from tfsynth.shapes.procedural import ProcMeshConfig, generate_mesh
 pyrender = pb.pyrender
 
 def fresh(mesh, view):
-    scene = pyrender.Scene(bg_color=np.asarray(view.background, np.float32),
-                           ambient_light=np.asarray(view.ambient, np.float32))
+    scene = pb._OrderedLightsScene(bg_color=np.asarray(view.background, np.float32),
+                                   ambient_light=np.asarray(view.ambient, np.float32))
     scene.add(pyrender.Mesh([pb._primitive(mesh, (1.0, 1.0, 1.0))]), pose=view.pose.matrix())
     scene.add(pb._camera(view), pose=view.camera.pose)
-    for light in view.lights:
-        scene.add(pb._light(light), pose=light.pose())
+    for order, light in enumerate(view.lights):
+        scene.add(pb._light(light), pose=light.pose()).view_index = order
     color, depth = pb._renderer(view.width, view.height).render(scene, flags=pyrender.RenderFlags.RGBA)
     return np.ascontiguousarray(color), np.ascontiguousarray(depth)
 
@@ -254,3 +254,86 @@ def test_morph_work_units_are_grouped_by_base_and_cover_every_instance_once():
     assert covered == [(c, i) for c in range(7) for i in range(5)]
     proc_units = dataset.work_units(config.replace(source="proc"), table)
     assert [u[0] for u in proc_units] == sorted(u[0] for u in proc_units)
+
+
+def test_lights_reach_the_shader_in_view_order_whatever_the_process_history():
+    """pyrender orders same-kind lights by Python set iteration (object ids), and the shader sums them in that
+    order: the backend must hand them over in `View.lights` order instead, so bytes do not depend on history."""
+    code = r'''
+import numpy as np
+from tfsynth.render import pyrender_backend as pb
+from tfsynth.render.scene import Camera, Light, ObjectPose, RenderMesh, View
+from tfsynth.shapes.geometry import look_at
+from tfsynth.shapes.procedural import ProcMeshConfig, generate_mesh
+m = generate_mesh(ProcMeshConfig(), np.random.default_rng(3))
+mesh = RenderMesh(m.vertices, m.faces, key="m")
+cam = Camera(pose=look_at((0, 0, 3)))
+def lights(shift):
+    return tuple(Light(kind, (1, 1, 1), 5.0 + i + shift, direction=(0, 0, -1), position=(0.3 * i, 1, 3))
+                 for i, kind in enumerate(["point", "spot", "point", "directional", "point", "spot", "directional"]))
+keep = []
+for history in range(6):
+    keep.extend(object() for _ in range(97 * history))  # perturb object ids between scenes
+    for n in range(1 + history % 4):  # different add/remove histories of the light nodes
+        pb.render(mesh, View(camera=cam, lights=lights(0)[:n + 1], width=32, height=32))
+    view = View(camera=cam, lights=lights(history), width=32, height=32)
+    pb.render(mesh, view)
+    got = [node.light.intensity for node in pb._SCENE.scene.light_nodes]
+    assert got == [l.intensity for l in view.lights], (history, got)
+print("ordered")
+'''
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "ordered" in result.stdout, result.stderr[-3000:]
+
+
+def test_proc_and_morph_instances_draw_different_views():
+    """MorphSynthDB class k morphs ProcSynthDB class k: their instance i must not share pose and lights."""
+    from tfsynth.synth3d import views
+
+    vertices = np.random.default_rng(0).normal(size=(50, 3))
+    draws = {}
+    for source in ("proc", "morph"):
+        for kind in ("random", "flat"):
+            config = TINY.replace(source=source, views=kind)
+            params = views.random_instance(config, vertices, dataset.instance_rng(config, 2, 3, 0))
+            draws[source, kind] = params.view.pose.rotation
+    assert len({tuple(np.round(r, 12)) for r in draws.values()}) == 4
+    same = dataset.instance_rng(TINY, 2, 3, 0).random(4)
+    np.testing.assert_array_equal(same, dataset.instance_rng(TINY, 2, 3, 0).random(4))  # still a pure function
+
+
+def test_unusable_renders_are_classified():
+    config = TINY
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    mask = np.zeros((20, 20), bool)
+    assert dataset._rejection(rgb, mask, config) == "empty_renders"
+    mask[5:15, 5:15] = True
+    rgb[mask] = 3
+    assert dataset._rejection(rgb, mask, config) == "empty_renders"  # too dark
+    rgb[mask] = 120
+    assert dataset._rejection(rgb, mask, config) is None
+    rgb[5:12, 5:15] = 255  # 70 % of the object blown out to white
+    assert dataset._rejection(rgb, mask, config) == "overexposed_renders"
+    assert dataset._rejection(rgb, mask, config.replace(max_clipped_fraction=0.8)) is None
+
+
+def test_renderer_errors_are_retried_counted_and_reported_with_their_cause(monkeypatch):
+    config = TINY.replace(max_attempts=3)
+    vertices = np.random.default_rng(0).normal(size=(50, 3))
+    vertices /= np.linalg.norm(vertices, axis=1).max()
+
+    def gl_failure(mesh, view):
+        raise RuntimeError("GL_OUT_OF_MEMORY in glDrawElements")
+
+    monkeypatch.setattr(dataset, "_render", gl_failure)
+    counts = {"render_errors": 0, "empty_renders": 0, "overexposed_renders": 0}
+    with pytest.raises(RuntimeError, match="last renderer error.*GL_OUT_OF_MEMORY") as info:
+        dataset._random_example(config, None, vertices, 0, 0, counts)
+    assert counts["render_errors"] == 3 and isinstance(info.value.__cause__, RuntimeError)
+
+    def broken_install(mesh, view):
+        raise ImportError("no OpenGL platform 'osmesa'")
+
+    monkeypatch.setattr(dataset, "_render", broken_install)
+    with pytest.raises(ImportError, match="osmesa"):  # not retried: re-drawing the view cannot fix it
+        dataset._random_example(config, None, vertices, 0, 0, dict.fromkeys(counts, 0))

@@ -78,8 +78,13 @@ def _render(unit, config: Synth3DConfig):
 class Synth3dBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base class: subclasses set BUILDER_CONFIGS, DESCRIPTION, CITATION, HOMEPAGE."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "Instance seeds include the source and view mode (ProcSynthDB class k and its MorphSynthDB morph "
+                 "no longer share poses and lights); renders with more than half the object blown out to white "
+                 "are re-drawn; lights are summed in a fixed order (bytes independent of process history).",
+    }
     DESCRIPTION = ""
     CITATION = ""
     HOMEPAGE = ""

@@ -107,6 +107,20 @@ def _camera(view: View):
                                       zfar=cam.zfar)
 
 
+class _OrderedLightsScene(pyrender.Scene):
+    """A Scene whose lights are handed to the shader in the order of `View.lights`.
+
+    pyrender numbers the lights of each kind in the iteration order of a Python set of nodes, i.e. by object id,
+    and the shader adds their contributions in that order. Float addition is not associative, so the same view
+    rendered in two processes could differ in the last bit of a few pixels: rare, but enough to break
+    "same config, same bytes" over a million images.
+    """
+
+    @property
+    def light_nodes(self):
+        return sorted(super().light_nodes, key=lambda node: node.view_index)
+
+
 class _ReusedScene:
     """One pyrender Scene per process, updated in place between renders.
 
@@ -114,11 +128,11 @@ class _ReusedScene:
     decomposes its matrix into a quaternion, and a new scene graph loses its cached node paths. Here nodes are
     placed with `Scene.set_pose` (which stores the matrix as given) and are only added or removed when the mesh,
     the camera or the number of lights of a kind changes; light colours, intensities and cones are set in place.
-    The pixels are those of a fresh scene with the same content.
+    The pixels are those of a fresh `_OrderedLightsScene` with the same content.
     """
 
     def __init__(self):
-        self.scene = pyrender.Scene()
+        self.scene = _OrderedLightsScene()
         self.mesh_node = None
         self.camera_node = None
         self.camera_key = None
@@ -151,13 +165,15 @@ class _ReusedScene:
 
     def set_lights(self, lights) -> None:
         for kind, nodes in self.light_nodes.items():
-            wanted = [light for light in lights if light.kind == kind]
+            wanted = [(order, light) for order, light in enumerate(lights) if light.kind == kind]
             while len(nodes) > len(wanted):
                 self.scene.remove_node(nodes.pop())
-            for i, light in enumerate(wanted):
+            for i, (order, light) in enumerate(wanted):
                 if i == len(nodes):
                     nodes.append(self._place(pyrender.Node(light=_light(light)), light.pose()))
+                    nodes[i].view_index = order
                     continue
+                nodes[i].view_index = order
                 target = nodes[i].light
                 target.color = np.asarray(light.color, np.float32)
                 target.intensity = light.intensity

@@ -77,6 +77,7 @@ class Synth3DConfig:
     morph_base_albedo_value: tuple = (0.45, 0.9)
     min_object_fraction: float = 0.01  # an instance must cover at least this fraction of the image ...
     min_object_brightness: float = 12.0  # ... with at least this mean grey level (0-255) on the object
+    max_clipped_fraction: float = 0.5  # ... and at most this fraction of object pixels blown out to white
     max_attempts: int = 100  # re-draws (derived seeds) of a class mesh or an instance before giving up
     instances_per_unit: int = 50  # Beam work unit: this many instances of one class
     png_compress_level: int = 1

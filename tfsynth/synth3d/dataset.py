@@ -2,10 +2,12 @@
 
 Work is done in units of (class, first instance, end instance): the worker builds (or reuses from its cache) the
 class mesh once and renders the unit's instances. Instance i of class c draws its view from
-`SeedSequence([seed, INSTANCE_TAG, c, i, retry])`; retry > 0 only when the render failed or came out empty
-(object covering < `min_object_fraction` of the image, or darker than `min_object_brightness`), so the examples
-never depend on which worker rendered them, and no example is a blank image (after `max_attempts` re-draws a
-unit fails loudly instead).
+`SeedSequence([seed, INSTANCE_TAG, source, views, c, i, retry])` (the dataset's source and views in the seed, so
+ProcSynthDB class k and its MorphSynthDB morph k never share poses and lights); retry > 0 only when the render
+failed or came out unusable (object covering < `min_object_fraction` of the image, darker than
+`min_object_brightness`, or with more than `max_clipped_fraction` of it blown out to white), so the examples never
+depend on which worker rendered them, and no example is a blank image (after `max_attempts` re-draws a unit fails
+loudly instead, naming the last renderer error).
 
 Rendering needs OpenGL, which must not share a process with TensorFlow: TFDS builders call `render_unit` through
 `tfsynth.render.pool`; `render_unit` refuses to run in a process that has imported TensorFlow.
@@ -23,7 +25,10 @@ from tfsynth.render.scene import RenderMesh, View
 from tfsynth.shapes.procedural import Mesh
 from tfsynth.synth3d import views
 from tfsynth.synth3d.classes import INSTANCE_TAG, ClassTable, morph_mesh, proc_mesh
-from tfsynth.synth3d.config import Synth3DConfig
+from tfsynth.synth3d.config import SOURCES, VIEWS, Synth3DConfig
+
+# Exceptions that mean "this process cannot render at all": re-drawing the view would only hide them.
+_FATAL_RENDER_ERRORS = (ImportError, AttributeError, TypeError, NameError, MemoryError)
 
 
 def work_units(config: Synth3DConfig, table: ClassTable) -> list[tuple]:
@@ -57,10 +62,23 @@ def render_mesh(config: Synth3DConfig, mesh: Mesh, key: Optional[str] = None) ->
                       roughness=config.roughness, key=key)
 
 
-def _acceptable(rgb: np.ndarray, mask: np.ndarray, config: Synth3DConfig) -> bool:
-    if mask.mean() < config.min_object_fraction:
-        return False
-    return float(rgb[mask].mean()) >= config.min_object_brightness
+def instance_rng(config: Synth3DConfig, cls: int, inst: int, retry: int) -> np.random.Generator:
+    """The random stream of one instance draw (view, lights, scalings; FlatWorldDB: the 2D transform)."""
+    tags = [config.seed, INSTANCE_TAG, SOURCES.index(config.source), VIEWS.index(config.views), cls, inst, retry]
+    return np.random.default_rng(np.random.SeedSequence(tags))
+
+
+def _rejection(rgb: np.ndarray, mask: np.ndarray, config: Synth3DConfig) -> Optional[str]:
+    """None for a usable render, else the count it is recorded under."""
+    covered = np.count_nonzero(mask)
+    if covered < config.min_object_fraction * mask.size:
+        return "empty_renders"
+    pixels = rgb[mask]
+    if float(pixels.mean()) < config.min_object_brightness:
+        return "empty_renders"
+    if np.count_nonzero(pixels.min(axis=1) >= 250) > config.max_clipped_fraction * covered:
+        return "overexposed_renders"
+    return None
 
 
 def _lights_arrays(view: View) -> dict:
@@ -86,22 +104,27 @@ def _canonical(config: Synth3DConfig, cls: int, attempt: int, base_attempt: int)
     mesh = class_mesh(config, cls, attempt, base_attempt)
     view = views.canonical_view(config)
     out = _render(render_mesh(config, mesh), view)
-    if not _acceptable(out.rgb, out.mask, config):
-        raise RuntimeError(f"class {cls}: the canonical FlatWorldDB render is empty or too dark")
+    rejection = _rejection(out.rgb, out.mask, config)
+    if rejection:
+        raise RuntimeError(f"class {cls}: the canonical FlatWorldDB render is unusable ({rejection})")
     return out.rgba, view
 
 
 def _random_example(config, rmesh, vertices, cls, inst, counts):
+    last_error = None
     for retry in range(config.max_attempts):
-        rng = np.random.default_rng(np.random.SeedSequence([config.seed, INSTANCE_TAG, cls, inst, retry]))
-        params = views.random_instance(config, vertices, rng)
+        params = views.random_instance(config, vertices, instance_rng(config, cls, inst, retry))
         try:
             out = _render(rmesh, params.view)
-        except Exception:  # noqa: BLE001 - a renderer error: re-draw with the next derived seed, counted
+        except _FATAL_RENDER_ERRORS:
+            raise
+        except Exception as err:  # noqa: BLE001 - a renderer error: re-draw with the next derived seed, counted
             counts["render_errors"] += 1
+            last_error = err
             continue
-        if not _acceptable(out.rgb, out.mask, config):
-            counts["empty_renders"] += 1
+        rejection = _rejection(out.rgb, out.mask, config)
+        if rejection:
+            counts[rejection] += 1
             continue
         view = params.view
         scale = np.ones(3)
@@ -118,17 +141,19 @@ def _random_example(config, rmesh, vertices, cls, inst, counts):
             **_lights_arrays(view),
         }, view
     raise RuntimeError(f"class {cls} instance {inst}: no usable render in {config.max_attempts} attempts "
-                       f"({counts['render_errors']} renderer errors, {counts['empty_renders']} empty renders)")
+                       f"({counts['render_errors']} renderer errors, {counts['empty_renders']} empty, "
+                       f"{counts['overexposed_renders']} overexposed renders)"
+                       + (f"; last renderer error: {last_error!r}" if last_error else "")) from last_error
 
 
 def _flat_example(config, canonical_rgba, view, cls, inst, counts):
     for retry in range(config.max_attempts):
-        rng = np.random.default_rng(np.random.SeedSequence([config.seed, INSTANCE_TAG, cls, inst, retry]))
-        forward, p = views.flat_transform(config, rng)
+        forward, p = views.flat_transform(config, instance_rng(config, cls, inst, retry))
         rgba = views.warp_rgba(canonical_rgba, forward)
         mask = rgba[..., 3] > 0
-        if not _acceptable(rgba[..., :3], mask, config):
-            counts["empty_renders"] += 1
+        rejection = _rejection(rgba[..., :3], mask, config)
+        if rejection:
+            counts[rejection] += 1
             continue
         return np.ascontiguousarray(rgba[..., :3]), retry, {
             "rotation": np.asarray(view.pose.rotation, np.float32),
@@ -158,7 +183,7 @@ def render_unit(config: Synth3DConfig, unit: tuple) -> list[tuple[str, dict]]:
         raise RuntimeError("render_unit must run in a TF-free process (use tfsynth.render.pool): TensorFlow and "
                            "OpenGL crash in one process")
     cls, start, stop, attempt, base_attempt = unit
-    counts = {"render_errors": 0, "empty_renders": 0}
+    counts = {"render_errors": 0, "empty_renders": 0, "overexposed_renders": 0}
     if config.views == "flat":
         canonical, view = _canonical(config, cls, attempt, base_attempt)
     else:
