@@ -1,5 +1,5 @@
 """3D procedural datasets: rendered examples per CPU-second (one core) for ProcSynthDB, MorphSynthDB and
-FlatWorldDB at 224 px, the pipeline's overhead over bare pyrender renders of the same meshes and views, and the
+FlatWorldDB at the `1k` configs' 362 px (or --image_size), the pipeline's overhead over bare pyrender renders of the same meshes and views, and the
 GP morph sampling time per sample at 10k vertices. TF-free (runs its own renderer in this process).
 
 Baseline measured in the same run: `pyrender.OffscreenRenderer.render` alone on the same meshes, poses, lights
@@ -11,7 +11,7 @@ model build per unit, the worst case); the small 2- and 4-class runs charge each
 model) to only 8 or 25 instances. Pipeline and bare renders alternate in blocks of 25 instances, so a change of
 machine load between them does not show up as overhead. BLAS runs on one thread (OPENBLAS_NUM_THREADS=1).
 
-    python -m benchmarks.bench_synth3d [--quick]
+    python -m benchmarks.bench_synth3d [--quick] [--image_size 224]
 """
 from __future__ import annotations
 
@@ -115,9 +115,9 @@ def _morph_sampling(vertices_target: int, draws: int) -> dict:
             "captured_shape": round(model.captured["shape"], 4), "captured_albedo": round(model.captured["albedo"], 4)}
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, image_size: int = 362) -> dict:
     classes, instances = (2, 8) if quick else (4, 25)
-    base = Synth3DConfig(image_size=224)
+    base = Synth3DConfig(image_size=image_size)
     results = {
         "proc_synth_db": _dataset(base, classes, instances),
         "morph_synth_db": _dataset(base.replace(source="morph", morph_base_classes=classes), classes, instances),
@@ -134,7 +134,7 @@ def run(quick: bool = False) -> dict:
         "pipeline_overhead_target": 0.3,
         "morph_10k": sampling,
         "morph_sample_ms_target": 20,
-        "setting": f"224 px, {classes} classes x {instances} instances per dataset, one llvmpipe thread (LP_NUM_THREADS=1), "
+        "setting": f"{image_size} px, {classes} classes x {instances} instances per dataset, one llvmpipe thread (LP_NUM_THREADS=1), "
                    "CPU seconds of this process",
         "quick": quick,
     }
@@ -143,4 +143,6 @@ def run(quick: bool = False) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    parser.add_argument("--image_size", type=int, default=362, help="render size (the 1k configs: 362)")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick, args.image_size), indent=2))

@@ -61,7 +61,7 @@ def test_metadata_survives_reload_and_configs_are_documented(built):
         names = [c.name for c in cls.BUILDER_CONFIGS]
         assert {"tiny", "small", "1k"} <= set(names)
         big = cls.builder_configs["1k"].synth
-        assert (big.num_classes, big.instances_per_class, big.image_size) == (1000, 1000, 224)
+        assert (big.num_classes, big.instances_per_class, big.image_size) == (1000, 1000, 362)  # as FractalDB-1k
     assert tfds.builder_cls("flat_world_db").builder_configs["1k_morph"].synth.source == "morph"
     assert tfds.builder_cls("morph_synth_db").builder_configs["1k"].synth.morph_base_classes == 100
 

@@ -45,8 +45,8 @@ BUILDER_CONFIGS = [
     _config("small", "100 classes (morphs of 20 base meshes) x 20 instances at 128 px: a few CPU-minutes.",
             num_classes=100, instances_per_class=20, image_size=128, instances_per_unit=20, morph_base_classes=20),
     _config("1k", "1,000 classes (10 morphs of each of the first 100 ProcSynthDB meshes) x 1,000 instances at "
-            "224 px (Table 2 of Beyond Flatland).",
-            num_classes=1000, instances_per_class=1000, image_size=224, instances_per_unit=500,
+            "362 px, FractalDB-1k's size (Table 2 of Beyond Flatland).",
+            num_classes=1000, instances_per_class=1000, image_size=362, instances_per_unit=500,
             morph_base_classes=100),
 ]
 

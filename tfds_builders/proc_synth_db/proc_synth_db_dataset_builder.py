@@ -35,8 +35,9 @@ BUILDER_CONFIGS = [
             num_classes=4, instances_per_class=8, image_size=64, instances_per_unit=4),
     _config("small", "100 classes x 20 instances at 128 px: a few CPU-minutes.",
             num_classes=100, instances_per_class=20, image_size=128, instances_per_unit=20),
-    _config("1k", "1,000 classes x 1,000 instances at 224 px (Table 2 of Beyond Flatland).",
-            num_classes=1000, instances_per_class=1000, image_size=224, instances_per_unit=250),
+    # 362 px as FractalDB-1k: the Table 2 mixtures then share one recipe (random 224 crops of 362 px images).
+    _config("1k", "1,000 classes x 1,000 instances at 362 px, FractalDB-1k's size (Table 2 of Beyond Flatland).",
+            num_classes=1000, instances_per_class=1000, image_size=362, instances_per_unit=250),
 ]
 
 
