@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 from tfsynth.aist import experiment
 from tfsynth.aist.experiment import ConfigError, ExperimentConfig
-from tfsynth.config_flags import add_config_flags, config_from_args
+from tfsynth.cli import exit_on, run_cli
+from tfsynth.config_flags import add_config_flags, config_from_args, new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.aist", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m eval.aist", __doc__)
     run = parser.add_argument_group("run")
     run.add_argument("--config", default="cars", choices=sorted(experiment.CONFIGS),
                      help="named experiment (default: cars, the seed's; tiny: CPU smoke run)")
@@ -38,23 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    try:
+    with exit_on(ConfigError):
         config = config_from_args(args, experiment.CONFIGS, ExperimentConfig)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}")
     workdir = args.workdir or os.path.join("runs", "aist_exp", f"{args.config}-{time.strftime('%Y%m%d-%H%M%S')}")
 
     from tfsynth.aist import data as aist_data
     from tfsynth.aist.stylize import GeneratorError
     from tfsynth.dpc import data as dpc_data
 
-    try:
+    with exit_on(aist_data.SourceError, dpc_data.SourceError, GeneratorError, ConfigError, FileNotFoundError):
         results = experiment.run(config, workdir)
-    except (aist_data.SourceError, dpc_data.SourceError, GeneratorError, ConfigError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}")
     print(f"Tables and plots: {os.path.join(os.path.abspath(workdir), 'eval')}")
     return results
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)  # user errors leave main() as SystemExit("error: ...")

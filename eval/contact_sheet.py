@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
+
+from tfsynth.cli import run_cli
+from tfsynth.config_flags import new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.contact_sheet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m eval.contact_sheet", __doc__)
     parser.add_argument("--data", required=True, help="one dataset: name[/config], e.g. proc_synth_db/tiny")
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--classes", type=int, default=8, help="rows: the first N classes")
@@ -80,8 +81,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as e:  # DataSpecError and bad images: a message, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, user_errors=(ValueError,))  # DataSpecError and bad images: a message, no traceback

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
+
+from tfsynth.cli import run_cli
+from tfsynth.config_flags import new_parser
 
 
 def _named(item: str, flag: str) -> tuple[str, str]:
@@ -30,8 +32,7 @@ def _named(item: str, flag: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.filters", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m eval.filters", __doc__)
     parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH.keras",
                         help="a saved Keras model (repeatable); NAME defaults to its directory's name")
     parser.add_argument("--reference", action="append", default=[], metavar="NAME=ARCH:WEIGHTS",
@@ -111,8 +112,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, user_errors=(ValueError, FileNotFoundError))

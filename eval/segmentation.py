@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
+from tfsynth.cli import run_cli
+from tfsynth.config_flags import new_parser
 from tfsynth.segmentation import metrics, report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.segmentation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m eval.segmentation", __doc__)
     parser.add_argument("--workdir", default=None, help="a train.segment workdir: write its tables and curves")
     parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
                         help="a saved .keras segmentation model to evaluate on --data (repeatable)")
@@ -83,8 +83,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, user_errors=(FileNotFoundError, ValueError))

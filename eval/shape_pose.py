@@ -14,7 +14,9 @@ results.json (rows of the table, alignment quaternions, real-image scores), tabl
 from __future__ import annotations
 
 import argparse
-import sys
+
+from tfsynth.cli import exit_on, run_cli
+from tfsynth.config_flags import new_parser
 
 
 def _pairs(values, flag):
@@ -28,8 +30,7 @@ def _pairs(values, flag):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m eval.shape_pose", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser("python -m eval.shape_pose", __doc__)
     p.add_argument("--experiment", action="append", required=True, help="NAME=WORKDIR of a train.shape_pose run")
     p.add_argument("--data", action="append", required=True, help="NAME=SOURCE of a test set (table rows)")
     p.add_argument("--val", default="", help="validation source for the global alignment (default: the run's)")
@@ -50,13 +51,11 @@ def main(argv=None) -> dict:
     datasets = _pairs(args.data, "--data")
     from tfsynth.dpc import data, evaluation
 
-    try:
+    with exit_on(data.SourceError, FileNotFoundError):
         return evaluation.run(experiments, datasets, args.out, val_source=args.val, alignment=args.alignment,
                               real=args.real, data_dir=args.data_dir, max_models=args.max_models,
                               align_models=args.align_models, save_predictions=args.save_predictions)
-    except (data.SourceError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)  # user errors leave main() as SystemExit("error: ...")

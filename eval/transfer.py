@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
+from tfsynth.cli import run_cli
+from tfsynth.config_flags import new_parser
 from tfsynth.transfer import table
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.transfer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m eval.transfer", __doc__)
     parser.add_argument("--runs", action="append", required=True, metavar="DIR",
                         help="directory searched recursively for train.finetune results.json (repeatable)")
     parser.add_argument("--out", default=None, help="output directory (default: <first --runs>/../transfer)")
@@ -39,8 +39,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, user_errors=(ValueError, FileNotFoundError))

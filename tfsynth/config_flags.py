@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import os
 import re
 import typing
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
+
+from tfsynth.cli import exit_on
 
 
 class ConfigError(ValueError):
@@ -65,31 +68,58 @@ def config_from_args(args: argparse.Namespace, registry: Mapping[str, Callable],
     return get_config(registry, config_cls, args.config, overrides)
 
 
-def job_parser(prog: str, doc: str, registry: Mapping[str, Callable], config_cls, default: str,
-               default_help: str, runs_subdir: str) -> argparse.ArgumentParser:
-    """The common command line of a training job: --config, --workdir, --resume, --data_dir + one flag per field."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+def new_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A job's parser: `prog` as the usage name, the module docstring (examples kept as written) as description."""
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_job_flags(parser: argparse.ArgumentParser, registry: Mapping[str, Callable], config_cls, default: str,
+                  default_help: str, runs_subdir: str, *, writes: str = "checkpoints, logs, outputs",
+                  resume_help: str = "continue from the newest checkpoint in --workdir", workdir_tag: str = "",
+                  strategies: Sequence[str] = (), add_run_flags: Optional[Callable] = None) -> None:
+    """The common flags of a training job: a "run" group (--config, --workdir, --resume, [--strategy, --tpu,]
+    --data_dir, then whatever `add_run_flags(group)` adds) and one flag per field of `config_cls`.
+
+    `default_help` describes the default config; `writes` what --workdir holds; `workdir_tag` (e.g. "<source>")
+    is a part of the default workdir name between config and timestamp (see `job_workdir`).
+    """
     run = parser.add_argument_group("run")
     run.add_argument("--config", default=default, choices=sorted(registry),
-                     help=f"named experiment config (default: {default}, {default_help})")
+                     help=f"named experiment config (default: {default_help})")
+    tag = f"{workdir_tag}-" if workdir_tag else ""
     run.add_argument("--workdir", default=None,
-                     help=f"checkpoints, logs, outputs (default: runs/{runs_subdir}/<config>-<timestamp>)")
-    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+                     help=f"{writes} (default: runs/{runs_subdir}/<config>-{tag}<timestamp>)")
+    run.add_argument("--resume", action="store_true", help=resume_help)
+    if strategies:
+        run.add_argument("--strategy", default="default", choices=tuple(strategies), help="tf.distribute strategy")
+        run.add_argument("--tpu", default=None, help="TPU name/address for --strategy tpu")
     run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
+    if add_run_flags is not None:
+        add_run_flags(run)
     add_config_flags(parser, config_cls)
     parser.set_defaults(_runs_subdir=runs_subdir)
+
+
+def job_parser(prog: str, doc: str, registry: Mapping[str, Callable], config_cls, default: str,
+               default_help: str, runs_subdir: str, **flags) -> argparse.ArgumentParser:
+    """The command line of a training job: `new_parser` + `add_job_flags` (keyword options passed on)."""
+    parser = new_parser(prog, doc)
+    add_job_flags(parser, registry, config_cls, default, default_help, runs_subdir, **flags)
     return parser
+
+
+def job_workdir(args: argparse.Namespace, tag: str = "") -> str:
+    """--workdir, or runs/<subdir>/<config>[-<tag>]-<timestamp>; --resume without --workdir exits with a message."""
+    import time
+
+    if args.resume and not args.workdir:
+        raise SystemExit("--resume needs the --workdir of the run to continue")
+    name = "-".join(part for part in (args.config, tag, time.strftime("%Y%m%d-%H%M%S")) if part)
+    return args.workdir or os.path.join("runs", args._runs_subdir, name)
 
 
 def resolve_job(args: argparse.Namespace, registry: Mapping[str, Callable], config_cls):
     """(config, workdir) of a parsed `job_parser` command line; user errors exit with a one-line message."""
-    import time
-
-    try:
+    with exit_on(ConfigError):
         config = config_from_args(args, registry, config_cls)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}")
-    if args.resume and not args.workdir:
-        raise SystemExit("--resume needs the --workdir of the run to continue")
-    workdir = args.workdir or f"runs/{args._runs_subdir}/{args.config}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return config, workdir
+    return config, job_workdir(args)

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from tfsynth.aist import configs
 from tfsynth.aist.configs import AISTConfig
+from tfsynth.cli import exit_on, run_cli
 from tfsynth.config_flags import job_parser, resolve_job
 
 
 def build_parser() -> argparse.ArgumentParser:
     return job_parser("python -m train.aist", __doc__, configs.CONFIGS, AISTConfig, "constrained",
-                      "seed Table 6.1 experiment 2", "aist")
+                      "constrained, seed Table 6.1 experiment 2", "aist")
 
 
 def main(argv=None) -> dict:
@@ -32,10 +32,8 @@ def main(argv=None) -> dict:
 
     from tfsynth.aist import data, training  # TensorFlow import after the flags parse (fast --help)
 
-    try:
+    with exit_on(data.SourceError, FileExistsError):
         results = training.run(config, workdir, resume=args.resume, data_dir=args.data_dir)
-    except (data.SourceError, FileExistsError) as err:
-        raise SystemExit(f"error: {err}")
     print(f"Generators: {os.path.join(os.path.abspath(workdir), 'G.keras')} (X -> Y), F.keras (Y -> X)")
     print(f"Seconds per step (batch {config.batch_size} per domain): {results['seconds_per_step']:.3f}")
     print(f"TensorBoard: {results['tensorboard']}")
@@ -43,4 +41,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)  # user errors leave main() as SystemExit("error: ...")

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 
-from tfsynth.config_flags import add_config_flags, config_from_args as config_from_args_
+from tfsynth.cli import print_fit_summary, run_cli
+from tfsynth.config_flags import add_job_flags, config_from_args as config_from_args_, job_workdir, new_parser
 from tfsynth.transfer import configs
+from tfsynth.training.pretrain_configs import STRATEGIES
 from tfsynth.transfer.configs import ConfigError, FinetuneConfig
 
 REFERENCES = ("alexnet", "vgg16", "resnet50")
@@ -31,8 +31,7 @@ ARCH_CHOICES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "a
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m train.finetune", __doc__)
     src = parser.add_argument_group("pre-trained source (exactly one)")
     src.add_argument("--backbone", default=None, metavar="PATH.keras",
                      help="backbone.keras / model.keras of a train.pretrain or train.finetune run")
@@ -43,18 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--source_name", default=None,
                      help="row label in transfer tables (default: the pre-training --data of a backbone's run, "
                           "'scratch', or '<arch>:<weights file stem>')")
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", default="default", choices=sorted(configs.CONFIGS),
-                     help="named experiment config (default: the official recipe on CIFAR-10)")
-    run.add_argument("--workdir", default=None,
-                     help="checkpoints, TensorBoard logs, model.keras, results.json, cv/ "
-                          "(default: runs/finetune/<config>-<source>-<timestamp>)")
-    run.add_argument("--resume", action="store_true", help="continue the workdir's run (and CV search)")
-    run.add_argument("--strategy", default="default",
-                     choices=("default", "mirrored", "multi_worker_mirrored", "tpu"), help="tf.distribute strategy")
-    run.add_argument("--tpu", default=None, help="TPU name/address for --strategy tpu")
-    run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
-    add_config_flags(parser, FinetuneConfig)
+    add_job_flags(parser, configs.CONFIGS, FinetuneConfig, "default", "the official recipe on CIFAR-10", "finetune",
+                  writes="checkpoints, TensorBoard logs, model.keras, results.json, cv/", workdir_tag="<source>",
+                  resume_help="continue the workdir's run (and CV search)", strategies=STRATEGIES)
     return parser
 
 
@@ -91,11 +81,7 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     source = source_from_args(args, config)
-    if args.resume and not args.workdir:
-        raise SystemExit("--resume needs the --workdir of the run to continue")
-    tag = source.label.replace("/", "_").replace(":", "_")
-    workdir = args.workdir or os.path.join("runs", "finetune",
-                                           f"{args.config}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}")
+    workdir = job_workdir(args, tag=source.label.replace("/", "_").replace(":", "_"))
 
     from tfsynth.transfer.finetune import run  # TensorFlow import after the flags parse
 
@@ -110,30 +96,13 @@ def main(argv=None) -> dict:
     if entry["top1"] is not None:
         print(f"Fine-tuned {source.label} ({entry['arch']}) on {config.data}: top-1 {entry['top1']:.4f}, "
               f"top-5 {entry['top5']:.4f} on {config.eval_split} (centre crop {config.crop_size}), seed {config.seed}")
-    if results["final_train"]:
-        tr = results["final_train"]
-        print(f"Final training accuracy (last epoch, random crops): top-1 {tr['top1']:.4f}, loss {tr['loss']:.4f}")
-    print(f"Epochs completed: {results['epochs_completed']}/{config.epochs}; "
-          f"time this run: {results['wall_time_s_this_run']:.0f} s")
+    print_fit_summary(results, config.epochs)
     print(f"Model: {results['model']}\nResults: {os.path.join(os.path.abspath(workdir), 'results.json')}")
     print(f"TensorBoard: {results['tensorboard']}")
     return results
 
 
 if __name__ == "__main__":
-    # oneDNN kernels train ResNets about 4x faster on CPU than TensorFlow's default ones (this TF build leaves them
-    # off); runs stay bitwise repeatable with --deterministic. Takes effect only before TensorFlow is imported;
-    # TF_ENABLE_ONEDNN_OPTS=0 in the environment keeps them off.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    try:
-        main()
-    except Exception as e:  # bad config / data spec / source / workdir: a clear message without a traceback
-        expected = (ConfigError, FileExistsError)
-        # DataSpecError / SourceError can only come from modules already imported (no TensorFlow import here).
-        for module, name in (("tfsynth.input.datasets", "DataSpecError"), ("tfsynth.transfer.heads", "SourceError")):
-            if module in sys.modules:
-                expected += (getattr(sys.modules[module], name),)
-        if not isinstance(e, expected):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    # Bad config / data spec / source / workdir: a clear message without a traceback.
+    run_cli(main, user_errors=(ConfigError, FileExistsError, "tfsynth.input.datasets.DataSpecError",
+                               "tfsynth.transfer.heads.SourceError"), onednn=True)

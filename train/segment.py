@@ -12,28 +12,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 
-from tfsynth.config_flags import add_config_flags, config_from_args as config_from_args_
+from tfsynth.cli import run_cli
+from tfsynth.config_flags import config_from_args as config_from_args_, job_parser, job_workdir
 from tfsynth.segmentation import configs
 from tfsynth.segmentation.configs import ConfigError, SegmentConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.segment", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", default="holm2022", choices=sorted(configs.CONFIGS),
-                     help="named experiment config (default: holm2022, the seed's experiment)")
-    run.add_argument("--workdir", default=None,
-                     help="stages, checkpoints, TensorBoard logs, report/ and results.json "
-                          "(default: runs/segment/<config>-<timestamp>)")
-    run.add_argument("--resume", action="store_true", help="skip finished stages, continue the current one")
-    run.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS default)")
-
-    add_config_flags(parser, SegmentConfig)
-    return parser
+    return job_parser("python -m train.segment", __doc__, configs.CONFIGS, SegmentConfig, "holm2022",
+                      "holm2022, the seed's experiment", "segment",
+                      writes="stages, checkpoints, TensorBoard logs, report/ and results.json",
+                      resume_help="skip finished stages, continue the current one")
 
 
 def config_from_args(args: argparse.Namespace) -> SegmentConfig:
@@ -43,9 +33,7 @@ def config_from_args(args: argparse.Namespace) -> SegmentConfig:
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    if args.resume and not args.workdir:
-        raise SystemExit("--resume needs the --workdir of the run to continue")
-    workdir = args.workdir or os.path.join("runs", "segment", f"{args.config}-{time.strftime('%Y%m%d-%H%M%S')}")
+    workdir = job_workdir(args)
 
     from tfsynth.segmentation.training import run  # TensorFlow import after the flags parse (fast --help)
 
@@ -61,13 +49,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # bad config / data / workdir: a clear message without a traceback
-        if not isinstance(e, (ConfigError, FileExistsError, FileNotFoundError)):
-            from tfsynth.input.datasets import DataSpecError  # imports TensorFlow: only when needed
-
-            if not isinstance(e, DataSpecError):
-                raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, user_errors=(ConfigError, FileExistsError, FileNotFoundError,
+                               "tfsynth.input.datasets.DataSpecError"), onednn=True)

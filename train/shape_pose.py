@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
+from tfsynth.cli import exit_on, run_cli
 from tfsynth.config_flags import job_parser, resolve_job
 from tfsynth.dpc import configs
 from tfsynth.dpc.configs import DPCConfig
@@ -22,7 +22,7 @@ from tfsynth.dpc.configs import DPCConfig
 
 def build_parser() -> argparse.ArgumentParser:
     return job_parser("python -m train.shape_pose", __doc__, configs.CONFIGS, DPCConfig, "cars",
-                      "the seed's baseline", "dpc")
+                      "cars, the seed's baseline", "dpc")
 
 
 def main(argv=None) -> dict:
@@ -31,10 +31,8 @@ def main(argv=None) -> dict:
 
     from tfsynth.dpc import data, training  # TensorFlow import after the flags parse (fast --help)
 
-    try:
+    with exit_on(data.SourceError, FileExistsError):
         results = training.run(config, workdir, resume=args.resume, data_dir=args.data_dir)
-    except (data.SourceError, FileExistsError) as err:
-        raise SystemExit(f"error: {err}")
     last = results["last_logged"] or {}
     print(f"Weights: {os.path.join(os.path.abspath(workdir), 'dpc.weights.h5')}")
     if last:
@@ -46,4 +44,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)  # user errors leave main() as SystemExit("error: ...")
