@@ -87,10 +87,10 @@ def test_d2_distance_is_rotation_invariant_and_separates_shapes():
 
 
 def test_class_search_enforces_the_minimum_distance_and_counts_rejections():
-    config = Synth3DConfig(num_classes=6, min_class_distance=0.15)
+    config = Synth3DConfig(num_classes=6, min_class_distance=0.2)
     table = search_classes(config, "proc", batch=3)
     d, _ = table.min_distance()
-    assert d > 0.15
+    assert d > 0.2
     assert table.rejected_similar > 0
     assert (table.attempts > 0).sum() > 0
     # Speculative batches do not change the outcome.

@@ -2,8 +2,11 @@
 
 A class mesh is a pure function of (config, class, attempt): attempt a of class c draws from
 `SeedSequence([seed, CLASS_TAG, c, a])` (MorphSynthDB: `[seed, MORPH_TAG, c, a]`). The search walks the classes in
-order and accepts the first attempt whose mesh is valid and whose D2 distance (tfsynth.shapes.distance) to every
-class accepted before it exceeds the configured minimum; rejected attempts are counted by reason. The result, a
+order and accepts the first attempt whose mesh is valid and whose class distance to every class accepted before it
+exceeds the configured minimum; rejected attempts are counted by reason. The distance
+(`tfsynth.shapes.distance.class_descriptor`: D2 after scaling the mesh's bounding box to a cube) ignores the
+rotations and single-axis stretches that every instance receives, so two classes that are one shape up to those
+cannot both be accepted. The result, a
 `ClassTable`, holds the accepted attempt of each class, so any worker rebuilds exactly the same mesh from it.
 
 Candidates can be evaluated speculatively in parallel (`map_fn`, e.g. a render pool's map): acceptance is still
@@ -18,7 +21,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tfsynth.shapes.distance import d2_descriptor, descriptor_distance, min_pairwise_distance
+from tfsynth.shapes.distance import (D2_BINS, D2_NOISE_FLOOR_MEDIAN, D2_NOISE_FLOOR_P99, DESCRIPTOR_NAME,
+                                     class_descriptor, descriptor_distance, min_pairwise_distance)
 from tfsynth.shapes.geometry import MeshError, normalize_vertices
 from tfsynth.shapes.morph import build_model, resample
 from tfsynth.shapes.procedural import Mesh, generate_mesh
@@ -86,7 +90,7 @@ def candidate(config: Synth3DConfig, kind: str, cls: int, attempt: int, base_att
     """(cls, attempt, descriptor or None, error message or None): picklable summary of one candidate."""
     try:
         mesh = proc_mesh(config, cls, attempt) if kind == "proc" else morph_mesh(config, cls, attempt, base_attempt)
-        return cls, attempt, d2_descriptor(mesh.vertices, mesh.faces), None
+        return cls, attempt, class_descriptor(mesh.vertices, mesh.faces), None
     except MeshError as e:
         return cls, attempt, None, str(e)
 
@@ -102,7 +106,7 @@ class ClassTable:
 
     kind: str
     attempts: np.ndarray  # (N,) accepted attempt per class
-    descriptors: np.ndarray  # (N, bins) D2 descriptors of the accepted meshes
+    descriptors: np.ndarray  # (N, bins) class descriptors (DESCRIPTOR_NAME) of the accepted meshes
     rejected_invalid: int
     rejected_similar: int
     min_distance_enforced: float
@@ -123,7 +127,10 @@ class ClassTable:
         dist, pair = self.min_distance()
         out = {"kind": self.kind, "num_classes": self.num_classes,
                "min_class_distance_d2": None if not np.isfinite(dist) else round(dist, 5),
-               "closest_pair": list(pair), "min_distance_enforced": self.min_distance_enforced,
+               "closest_pair": list(pair), "descriptor": DESCRIPTOR_NAME,
+               "min_distance_enforced": self.min_distance_enforced,
+               "descriptor_noise_floor_median": D2_NOISE_FLOOR_MEDIAN,
+               "descriptor_noise_floor_p99": D2_NOISE_FLOOR_P99,
                "rejected_invalid": self.rejected_invalid, "rejected_similar": self.rejected_similar,
                "failure_reasons": dict(sorted(self.failure_reasons.items()))}
         if self.base is not None:
@@ -149,7 +156,7 @@ def search_classes(config: Synth3DConfig, kind: str = "proc", num_classes: Optio
     base_attempt = (lambda c: int(base.attempts[c % base.num_classes])) if base is not None else (lambda c: 0)
     cache: dict = {}
     attempts = np.zeros(n, np.int64)
-    accepted = np.zeros((0, 64))
+    accepted = np.zeros((0, D2_BINS))
     invalid = similar = 0
     reasons: dict = {}
     cls = 0

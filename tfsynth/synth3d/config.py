@@ -62,7 +62,7 @@ class Synth3DConfig:
     views: str = "random"  # 'random' (3D variation) or 'flat' (FlatWorldDB)
     seed: int = 0
     mesh: ProcMeshConfig = ProcMeshConfig()
-    min_class_distance: float = 0.05  # ProcSynthDB: D2 L1 distance every pair of classes must exceed
+    min_class_distance: float = 0.035  # ProcSynthDB: stretch-invariant D2 distance between classes (~2x noise p99)
     morph: MorphConfig = MorphConfig()
     morph_base_classes: int = 100  # MorphSynthDB morphs the first N ProcSynthDB meshes (class c -> base c % N)
     morph_min_class_distance: float = 0.0  # D2 distance enforced between morph classes (0: only reported)
