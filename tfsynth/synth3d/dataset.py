@@ -73,10 +73,13 @@ def _rejection(rgb: np.ndarray, mask: np.ndarray, config: Synth3DConfig) -> Opti
     covered = np.count_nonzero(mask)
     if covered < config.min_object_fraction * mask.size:
         return "empty_renders"
-    pixels = rgb[mask]
-    if float(pixels.mean()) < config.min_object_brightness:
+    # Whole-image channel arithmetic, then one masked sum: several times cheaper than gathering rgb[mask].
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    grey_sum = int((r.astype(np.uint16) + g + b)[mask].sum())
+    if grey_sum < config.min_object_brightness * 3 * covered:
         return "empty_renders"
-    if np.count_nonzero(pixels.min(axis=1) >= 250) > config.max_clipped_fraction * covered:
+    clipped = np.count_nonzero((r >= 250) & (g >= 250) & (b >= 250) & mask)
+    if clipped > config.max_clipped_fraction * covered:
         return "overexposed_renders"
     return None
 
