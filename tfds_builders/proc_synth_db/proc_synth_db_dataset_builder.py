@@ -12,7 +12,8 @@ from tfsynth.synth3d.config import Synth3DConfig
 _DESCRIPTION = """
 ProcSynthDB: one class per procedural 3D mesh built from simple building blocks (sphere, box, cylinder, cone,
 frustum, capsule, torus, tetrahedron, octahedron) merged by boolean union, with smoothness, wireframe and skin
-(skeleton) variants; any two classes differ by a minimum D2 shape-distribution distance (rotation invariant).
+(skeleton) variants; any two classes differ by a minimum D2 shape-distribution distance that ignores the
+instance rotations and single-axis stretches (D2 of the mesh with its bounding box scaled to a cube).
 Each instance renders the class mesh (pyrender) under a uniformly random 3D rotation, 1-4 random lights
 (directional / point / spot; random direction, colour and intensity) plus random ambient light, after two random
 single-axis scalings of the mesh.
