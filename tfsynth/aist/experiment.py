@@ -103,6 +103,12 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+def _has_checkpoints(workdir: str) -> bool:
+    """Whether an interrupted training run left checkpoints in `workdir` (then the stage resumes)."""
+    ckpt = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(ckpt) and bool(os.listdir(ckpt))
+
+
 def cars() -> ExperimentConfig:
     """Seed 002 ch. 6: ShapeNet cars, AIST experiments 2 (constrained) and 3 (less constrained), DPC `cars` recipe.
 
@@ -284,7 +290,7 @@ def run(config: ExperimentConfig, workdir: str) -> dict:
         t = time.time()
         if not os.path.exists(g_path):
             acfg = aist_config(config, preset, f"tfds:{config.source}:train:images+masks", real_train)
-            resume = os.path.isdir(os.path.join(wd, "checkpoints")) and bool(os.listdir(os.path.join(wd, "checkpoints")))
+            resume = _has_checkpoints(wd)
             print(f"[eval.aist] AIST {name} ({preset})", flush=True)
             aist_training.run(acfg, wd, resume=resume, data_dir=data_dir)
         timings[f"aist_{name}_s"] = time.time() - t
@@ -306,7 +312,7 @@ def run(config: ExperimentConfig, workdir: str) -> dict:
         t = time.time()
         if not os.path.exists(os.path.join(wd, "dpc.weights.h5")):
             dcfg = dpc_config(config, f"{base}:train", f"{base}:{val_split}")
-            resume = os.path.isdir(os.path.join(wd, "checkpoints")) and bool(os.listdir(os.path.join(wd, "checkpoints")))
+            resume = _has_checkpoints(wd)
             print(f"[eval.aist] DPC {exp} on {base}", flush=True)
             dpc_training.run(dcfg, wd, resume=resume, data_dir=data_dir)
         timings[f"dpc_{exp}_s"] = time.time() - t
