@@ -1,0 +1,1 @@
+"""Fixtures from the reference implementations themselves (see README.md in this folder)."""

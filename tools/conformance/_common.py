@@ -1,0 +1,38 @@
+"""Shared by the reference scripts: repository paths, fixture writing, version records (NumPy only)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "data" / "conformance"
+
+
+def write_npz(name: str, arrays: dict) -> Path:
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    path = FIXTURES / f"{name}.npz"
+    np.savez_compressed(path, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size / 1024:.0f} KiB)")
+    return path
+
+
+def write_json(name: str, record: dict) -> Path:
+    record = dict(record)
+    record.setdefault("python", platform.python_version())
+    record.setdefault("numpy", np.__version__)
+    record.setdefault("command", " ".join([os.path.basename(sys.executable)] + sys.argv))
+    path = FIXTURES / f"{name}.json"
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path.relative_to(REPO)}")
+    return path
+
+
+def weights_checksum(state_dict: dict) -> float:
+    """A float64 sum over every float tensor (sorted keys): the tests check their regenerated weights with it."""
+    return float(sum(float(np.asarray(v, np.float64).sum()) for k, v in sorted(state_dict.items())
+                     if np.asarray(v).dtype.kind == "f"))
