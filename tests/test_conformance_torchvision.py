@@ -31,12 +31,23 @@ def _reference(net):
         return {k: data[k] for k in data.files}
 
 
-def _load_seeded(net, model, to_state_dict, load):
+def _torch_shapes(layout, prefix=""):
+    """{torchvision key: shape} of a tfsynth model from its (layer, [(key, to_keras, to_torch)]) layout, without
+    copying any weight (VGG-16 has 138M)."""
+    shapes = {}
+    for layer, entries in layout:
+        for (key, _, to_torch), var in zip(entries, layer.weights):
+            shapes[prefix + key] = to_torch(np.empty(tuple(var.shape), np.uint8)).shape
+        if type(layer).__name__ == "BatchNormalization":
+            shapes[f"{prefix}{layer.name}.num_batches_tracked"] = ()
+    return shapes
+
+
+def _load_seeded(net, model, shapes, load):
     """Checks that tfsynth's state-dict keys and shapes are torchvision's, then loads the seeded weights."""
     spec = META["nets"][net]
-    shapes = {k: "x".join(map(str, np.shape(v))) for k, v in to_state_dict(model).items()}
-    assert shapes == spec["state_dict_shapes"]
-    sd = seeded_state_dict({k: np.shape(v) for k, v in to_state_dict(model).items()}, spec["weight_seed"])
+    assert {k: "x".join(map(str, v)) for k, v in shapes.items()} == spec["state_dict_shapes"]
+    sd = seeded_state_dict(shapes, spec["weight_seed"])
     # Same rule, same NumPy stream: the weights are the ones the reference ran with.
     assert weights_checksum(sd) == pytest.approx(spec["weights_checksum"], rel=1e-12)
     load(model, sd)
@@ -47,14 +58,12 @@ def _load_seeded(net, model, to_state_dict, load):
 
 def outputs_vs_reference(net):
     """{output name: (ours, torchvision's)}, channels-last; shared by the tests and the README numbers."""
-    import keras
-
     if net.startswith("resnet"):
         from eval.neural.features import default_layers, feature_model
         from tfsynth.models import resnet
 
         model = resnet.resnet(int(net[len("resnet"):]))
-        ref = _load_seeded(net, model, resnet.to_torchvision_state_dict, resnet.load_torchvision_state_dict)
+        ref = _load_seeded(net, model, _torch_shapes(resnet.torch_layout(model)), resnet.load_torchvision_state_dict)
         layers = default_layers(model)  # the block outputs eval.neural reads by default
         assert layers == sorted((k[len("features/"):] for k in ref if k.startswith("features/")),
                                 key=lambda n: tuple(int(p) for p in n[len("layer"):-len(".out")].split(".")))
@@ -68,14 +77,18 @@ def outputs_vs_reference(net):
         from tfsynth.models import reference_nets
 
         model = reference_nets.REFERENCE_NETS[net]()
-        ref = _load_seeded(net, model, reference_nets.to_torchvision_state_dict,
+        ref = _load_seeded(net, model, _torch_shapes(reference_nets.torch_layout(model)),
                            reference_nets.load_torchvision_state_dict)
         return {"logits": (np.asarray(model(_nhwc(ref["input"]), training=False)), ref["logits"])}
     if net == "fcn_resnet50":
         from tfsynth.models import fcn
 
         model = fcn.fcn_resnet50(num_classes=21, aux_loss=True)
-        ref = _load_seeded(net, model, fcn.to_torchvision_fcn_state_dict, fcn.load_torchvision_fcn_state_dict)
+        from tfsynth.models import resnet
+
+        shapes = {**_torch_shapes(fcn._head_entries(model)),
+                  **_torch_shapes(resnet.torch_layout(fcn.backbone_of(model)), prefix="backbone.")}
+        ref = _load_seeded(net, model, shapes, fcn.load_torchvision_fcn_state_dict)
         out = model(_nhwc(ref["input"]), training=False)
         return {k: (np.asarray(out[k]), _nhwc(ref[k])) for k in ("out", "aux")}
     raise ValueError(net)
@@ -92,3 +105,12 @@ def _check(net):
 @pytest.mark.parametrize("net", ["resnet18", "resnet50"])
 def test_resnet_logits_and_block_features_equal_torchvision(net):
     _check(net)
+
+
+@pytest.mark.parametrize("net", ["alexnet", "vgg16"])
+def test_reference_net_logits_equal_torchvision(net):
+    _check(net)
+
+
+def test_fcn_resnet50_out_and_aux_equal_torchvision():
+    _check("fcn_resnet50")
