@@ -27,9 +27,21 @@ def write_json(name: str, record: dict) -> Path:
     record.setdefault("numpy", np.__version__)
     record.setdefault("command", " ".join([os.path.basename(sys.executable)] + sys.argv))
     path = FIXTURES / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    path.write_text(_dumps(record) + "\n")
     print(f"wrote {path.relative_to(REPO)}")
     return path
+
+
+def _dumps(obj, level=0) -> str:
+    """JSON with one key per line and lists of scalars kept on one line (short, diffable fixture records)."""
+    pad = " " * (level + 1)
+    if isinstance(obj, dict):
+        items = [f"{pad}{json.dumps(str(k))}: {_dumps(v, level + 1)}" for k, v in sorted(obj.items())]
+        return "{\n" + ",\n".join(items) + "\n" + " " * level + "}" if items else "{}"
+    if isinstance(obj, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in obj):
+        items = [pad + _dumps(v, level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + " " * level + "]"
+    return json.dumps(obj)
 
 
 def weights_checksum(state_dict: dict) -> float:
