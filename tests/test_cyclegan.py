@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfsynth.models import aist, cyclegan
+from tests.tolerance import assert_close_scaled
 
 
 def _trainable(model):
@@ -109,7 +110,7 @@ def test_discriminator_forward_equals_numpy_transcription():
     h = lrelu(_np_in(_np_conv(h, *W["model.5"], 2, 1)))
     h = lrelu(_np_in(_np_conv(h, *W["model.8"], 1, 1)))
     want = _np_conv(h, *W["model.11"], 1, 1)
-    np.testing.assert_allclose(np.asarray(d(x.astype(np.float32))), want, atol=2e-5)
+    assert_close_scaled(np.asarray(d(x.astype(np.float32))), want, rel=1e-5)  # unbounded scores (max ~7 here)
 
 
 def test_torch_state_dict_round_trip_and_errors():

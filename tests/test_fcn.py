@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfsynth.models import fcn
 from tfsynth.models.resnet import to_torchvision_state_dict
+from tests.tolerance import assert_close_scaled
 
 # torchvision: sum(p.numel() for p in fcn_resnet50(weights=None, weights_backbone=None, num_classes=21,
 # aux_loss=...).parameters())
@@ -74,7 +75,7 @@ def test_state_dict_roundtrip_and_strict_errors(fcn21_aux):
     sd = fcn.to_torchvision_fcn_state_dict(fcn21_aux)
     fcn.load_torchvision_fcn_state_dict(other, sd)
     for key in ("out", "aux"):
-        np.testing.assert_allclose(other(x, training=False)[key], fcn21_aux(x, training=False)[key], atol=1e-5)
+        assert_close_scaled(other(x, training=False)[key], fcn21_aux(x, training=False)[key], rel=1e-6)
     bad = dict(sd, **{"classifier.4.weight": np.zeros((4, 512, 1, 1), np.float32)})
     with pytest.raises(ValueError, match=r"classifier.4.weight: got \(4, 512, 1, 1\)"):
         fcn.load_torchvision_fcn_state_dict(other, bad)
@@ -114,7 +115,7 @@ def test_im2col_dilated_conv_equals_native(fcn4):
     assert len(dilated) == 8 and all(max(layer.dilation_rate) > 1 for layer in dilated)  # layer3.1-5, layer4.0-2
     assert not any(isinstance(layer, fcn.DilatedConv2D) for layer in fcn.backbone_of(native).layers)
     x = _images(n=2, h=40, w=36)
-    np.testing.assert_allclose(fcn4(x, training=False)["out"], native(x, training=False)["out"], rtol=1e-4, atol=1e-4)
+    assert_close_scaled(fcn4(x, training=False)["out"], native(x, training=False)["out"], rel=1e-4)
     with tf.GradientTape(persistent=True) as tape:  # backbone only: the heads' dropout masks differ
         a = tf.reduce_sum(fcn.backbone_of(fcn4)(x, training=True)["out"] ** 2)
         b = tf.reduce_sum(fcn.backbone_of(native)(x, training=True)["out"] ** 2)

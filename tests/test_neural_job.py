@@ -17,6 +17,7 @@ from tfsynth.models import resnet
 from tfsynth.models.classifier import backbone_from_classifier, build_classifier
 from tfsynth.neural.data import BrainData
 from tfsynth.neural.simulated import SimulatedConfig, render_stimuli
+from tests.tolerance import assert_close_scaled
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "layer2.1.out"
@@ -87,7 +88,7 @@ def test_features_reach_into_nested_backbones_and_match_the_plain_resnet():
     nested = extract_features(backbone, images, ["layer1.0.out", "layer4.1.out"])
     inner = next(layer for layer in classifier.layers if layer.name == "resnet18")
     direct = feature_model(inner, ["layer1.0.out", "layer4.1.out"])((images / 255.0 - 0.5) / 0.25)
-    np.testing.assert_allclose(nested["layer4.1.out"], np.asarray(direct[1]).reshape(3, -1), rtol=1e-4, atol=1e-4)
+    assert_close_scaled(nested["layer4.1.out"], np.asarray(direct[1]).reshape(3, -1), rel=1e-4)
     with pytest.raises(ValueError, match="layer.*nope.*not found"):
         feature_model(backbone, ["nope"])
 

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing import event_accumulator
 import tfsynth.training.optim  # noqa: F401 - registers TorchSGD / MultiStepSchedule for loading model.keras
 from tests.tiny_tfds import tiny_data_dir
 from train import pretrain as job
+from tests.tolerance import assert_close_scaled
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--arch", "resnet18", "--crop_size", "32", "--batch_size", "16", "--eval_batch_size", "16",
@@ -65,8 +66,7 @@ def test_two_epochs_write_logs_checkpoint_and_loadable_models(tmp_path, capsys):
     features = backbone.predict(images, verbose=0)
     assert features.shape == (3, 512)
     fc = model.get_layer("resnet18").get_layer("fc")
-    np.testing.assert_allclose(features @ fc.kernel.numpy() + fc.bias.numpy(), model.predict(images, verbose=0),
-                               rtol=1e-4, atol=1e-4)
+    assert_close_scaled(features @ fc.kernel.numpy() + fc.bias.numpy(), model.predict(images, verbose=0), rel=1e-4)
 
     with pytest.raises(FileExistsError, match="--resume"):
         job.main(["--data_dir", tiny_data_dir(), "--workdir", workdir, "--epochs", "2", *SMALL])

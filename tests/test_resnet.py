@@ -191,8 +191,8 @@ def test_state_dict_round_trip():
     dst = resnet50()
     load_torchvision_state_dict(dst, to_torchvision_state_dict(src))
     x = _images()
-    np.testing.assert_allclose(np.asarray(dst(x, training=False)),
-                               np.asarray(src(x, training=False)), rtol=0, atol=1e-6)
+    # logits reach ~460 here: a fixed atol 1e-6 would hold only while both runs are bit-identical
+    assert_close_scaled(np.asarray(dst(x, training=False)), np.asarray(src(x, training=False)), rel=1e-6)
     for a, b in zip(src.weights, dst.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
