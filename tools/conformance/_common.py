@@ -16,7 +16,7 @@ FIXTURES = REPO / "tests" / "data" / "conformance"
 def write_npz(name: str, arrays: dict) -> Path:
     FIXTURES.mkdir(parents=True, exist_ok=True)
     path = FIXTURES / f"{name}.npz"
-    np.savez_compressed(path, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    np.savez_compressed(path, **{k: np.array(v, order="C") for k, v in arrays.items()})  # scalars stay 0-d
     print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size / 1024:.0f} KiB)")
     return path
 
