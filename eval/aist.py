@@ -40,6 +40,9 @@ def main(argv=None) -> dict:
     with exit_on(ConfigError):
         config = config_from_args(args, experiment.CONFIGS, ExperimentConfig)
     workdir = args.workdir or os.path.join("runs", "aist_exp", f"{args.config}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from tfsynth.workdir import claim_workdir
+
+    claim_workdir(workdir, "eval.aist", resume=True)  # a rerun continues; before any data work
 
     from tfsynth.aist import data as aist_data
     from tfsynth.aist.stylize import GeneratorError

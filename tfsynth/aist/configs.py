@@ -87,11 +87,29 @@ class AISTConfig:
         return {k: getattr(self, k) for k in ("lambda_A", "lambda_B", "lambda_idt", "lambda_alpha_G",
                                                 "lambda_alpha_F", "lambda_resdist_G", "lambda_resdist_F")}
 
+    def __post_init__(self):
+        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
+        config_flags.check_ranges(self, AIST_RANGES)
+        if self.n_epochs + self.n_epochs_decay < 1:
+            raise ConfigError(f"--n_epochs {self.n_epochs} + --n_epochs_decay {self.n_epochs_decay}: at least one "
+                              "epoch in total is needed")
+
     def replace(self, **overrides) -> "AISTConfig":
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
+AIST_RANGES = {
+    "image_size": ">= 1", "max_images": ">= 0", "alpha_mode": "{channel, nonblack}", "activation": "{leaky_relu, relu}",
+    "negative_slope": ">= 0", "ngf": ">= 1", "ndf": ">= 1", "n_blocks": ">= 0", "lambda_A": ">= 0", "lambda_B": ">= 0",
+    "lambda_idt": ">= 0", "lambda_alpha_G": ">= 0", "lambda_alpha_F": ">= 0", "lambda_resdist_G": ">= 0",
+    "lambda_resdist_F": ">= 0", "batch_size": ">= 1", "lr": "> 0", "beta_1": "[0, 1)", "n_epochs": ">= 0",
+    "n_epochs_decay": ">= 0", "lr_policy": "{linear, constant}", "pool_size": ">= 0", "steps_per_epoch": ">= 0",
+    "num_panels": ">= 0", "keep_checkpoints": ">= 1",
+}
 
 
 def constrained() -> AISTConfig:

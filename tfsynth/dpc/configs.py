@@ -73,11 +73,25 @@ class DPCConfig:
         return dict(vox_size=self.vox_size, focal_length=self.focal_length, camera_distance=self.camera_distance,
                     kernel_size=self.kernel_size)
 
+    def __post_init__(self):
+        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
+        config_flags.check_ranges(self, DPC_RANGES)
+
     def replace(self, **overrides) -> "DPCConfig":
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
+DPC_RANGES = {
+    "max_models": ">= 0", "image_size": ">= 1", "f_dim": ">= 1", "fc_dim": ">= 1", "z_dim": ">= 1", "num_points": ">= 1",
+    "num_candidates": ">= 1", "vox_size": ">= 1", "kernel_size": ">= 1", "sigma_start": "> 0", "sigma_end": "> 0",
+    "keep_prob_start": "(0, 1]", "focal_length": "> 0", "camera_distance": "> 0", "student_weight": ">= 0",
+    "batch_models": ">= 1", "views_per_model": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "steps": ">= 1",
+    "log_every": ">= 1", "checkpoint_every": ">= 1", "keep_checkpoints": ">= 1",
+}
 
 
 def cars() -> DPCConfig:

@@ -41,7 +41,7 @@ from tfsynth.segmentation.metrics import METRICS
 from tfsynth.segmentation.optim import GroupLRSGD, PolySchedule
 from tfsynth.training import callbacks as cb
 from tfsynth.training.checkpoint import (EpochCheckpoint, atomic_save_model, atomic_write, atomic_write_text,
-                                         latest_checkpoint, restore_checkpoint)
+                                         latest_checkpoint, latest_intact_checkpoint, restore_checkpoint)
 
 OVERLAY_SIZE = 128  # display height of each overlay row in TensorBoard
 WEIGHTS_NPZ = "weights_torchvision.npz"  # final weights of a stage in torchvision's fcn_resnet50 state_dict layout
@@ -210,7 +210,7 @@ def run_stage(stage: Stage, config: SegmentConfig, workdir: str, *, data_dir: Op
         "train": train_data.as_dict(), "eval": eval_data.as_dict()}, indent=2))
 
     ckpt_dir = os.path.join(stage_dir, "checkpoints")
-    latest = latest_checkpoint(ckpt_dir)
+    latest = latest_intact_checkpoint(ckpt_dir)  # a damaged newest checkpoint is named and skipped
     initial_epoch = min(latest[0], stage.epochs) if latest else 0
     train_ds, steps = pipeline.train_dataset(
         train_data, batch_size=config.batch_size, seed=config.seed, epochs=stage.epochs, initial_epoch=initial_epoch,
