@@ -16,6 +16,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders import ShardChecksums
 from tfsynth.multiview.generate import SPLITS, MultiviewConfig, list_models
 
 _DESCRIPTION = """
@@ -89,7 +90,7 @@ def _render(item, config: MultiviewConfig):
     yield key, ex
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
     """Multi-view renders, cameras and ground-truth point clouds of meshes (ProcSynthDB or ShapeNet)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -118,6 +119,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "model_id": tfds.features.Text(),
             }),
             homepage="https://github.com/eldar/differentiable-point-clouds",
+            metadata=tfds.core.MetadataDict(),  # shard_sha256 (ShardChecksums)
         )
 
     def _config(self, dl_manager) -> MultiviewConfig:
