@@ -48,7 +48,10 @@ def main(argv=None) -> dict:
     from tfsynth.aist.stylize import GeneratorError
     from tfsynth.dpc import data as dpc_data
 
-    with exit_on(aist_data.SourceError, dpc_data.SourceError, GeneratorError, ConfigError, FileNotFoundError):
+    from tfsynth.input.datasets import DataSpecError
+
+    with exit_on(aist_data.SourceError, dpc_data.SourceError, GeneratorError, ConfigError, FileNotFoundError,
+                 DataSpecError):
         results = experiment.run(config, workdir)
     print(f"Tables and plots: {os.path.join(os.path.abspath(workdir), 'eval')}")
     return results

@@ -267,3 +267,63 @@ def test_model_loading_jobs_name_a_corrupt_file_and_leave_no_empty_workdir(tmp_p
     assert code == 2 and err == [f"error: --model a: {junk} (11 bytes) is a text file, not a Keras .keras model "
                                  "(a zip archive with config.json)"]
     assert not out.exists()
+
+
+# --- parameter CSVs, unknown dataset names, failed builds -----------------------------------------------------------
+
+def test_param_csv_whose_probabilities_do_not_sum_to_1_is_refused_naming_file_and_lines(tmp_path):
+    from tfsynth.fractals.params_csv import read_params_csv
+
+    path = tmp_path / "00000.csv"
+    path.write_text("0.5,0,0,0.5,0,0,0.05\n\n0.5,0,0,0.5,0.5,0,0.05\n0.5,0,0,0.5,0,0.5,0.05\n")
+    with pytest.raises(ValueError) as err:
+        read_params_csv(path)
+    assert str(err.value) == (f"{path}:1-4: the map probabilities p (7th column) sum to 0.15, not 1 (tolerance "
+                              "1e-06); divide them by their sum")
+    path.write_text("0.5,0,0,0.5,0,0,0.25\n0.5,0,0,0.5,0.5,0,0.25\n0.5,0,0,0.5,0,0.5,0.5\n")
+    assert read_params_csv(path).shape == (3, 7)
+
+
+def test_unknown_tfds_names_list_this_projects_datasets_and_the_closest_names(tmp_path):
+    from eval.neural.data import _load_tfds
+    from tfsynth.aist import data as aist_data
+    from tfsynth.dpc import data as dpc_data
+
+    for call, error in ((lambda: dpc_data.load_tfds("multiview_shape/tiny:train"), dpc_data.SourceError),
+                        (lambda: aist_data.load_source("tfds:multiview_shape/tiny:train", str(tmp_path), 0),
+                         aist_data.SourceError),
+                        (lambda: _load_tfds("majaj_hong_2016", str(tmp_path), ()), SystemExit)):
+        with pytest.raises(error) as err:
+            call()
+        message = str(err.value)
+        assert "\n" not in message and len(message) < 600, message
+        assert "Datasets of this project: aist_stylized, " in message and "closest registered names: " in message
+    assert "majaj_hong_2015" in message.split("closest registered names: ")[1]
+
+
+def test_a_failed_build_is_its_last_line(tmp_path):
+    import tensorflow_datasets as tfds
+
+    import tfds_builders.fractal_db  # noqa: F401
+    from tfsynth.input.datasets import DataSpecError, build_dataset
+
+    class Failing:
+        name, builder_config = "multiview_shapes", types.SimpleNamespace(name="mesh_folder")
+
+        def download_and_prepare(self, download_config=None):
+            raise RuntimeError("Traceback (most recent call last):\n  File 'x.py', line 1\n    ...\n"
+                               "AssertionError: Manual directory /nope does not exist. [while running 'Render']")
+
+    with pytest.raises(DataSpecError) as err:
+        build_dataset(Failing())
+    assert str(err.value) == ("building multiview_shapes/mesh_folder failed: AssertionError: Manual directory /nope "
+                              "does not exist.")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    builder = tfds.builder("fractal_db/1k_csv", data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(DataSpecError, match=f"^building fractal_db/1k_csv failed: Manual directory {junk} does not "
+                                            "exist or is empty.* Only for the `\\*_csv` configs: put one CSV"):
+        build_dataset(builder, tfds.download.DownloadConfig(manual_dir=str(junk)))
+    (junk / "notes.txt").write_text("not a parameter file")
+    with pytest.raises(DataSpecError, match=f"^building fractal_db/1k_csv failed: {junk}: contains no \\*.csv"):
+        build_dataset(builder, tfds.download.DownloadConfig(manual_dir=str(junk)))

@@ -246,6 +246,7 @@ def build_source(config: ExperimentConfig, data_dir: str):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from tfsynth.aist.stylize import source_builder
+    from tfsynth.input.datasets import build_dataset
 
     builder = source_builder(config.source, data_dir)
     if not builder.is_prepared():
@@ -253,16 +254,17 @@ def build_source(config: ExperimentConfig, data_dir: str):
         dl = tfds.download.DownloadConfig(beam_options=PipelineOptions(flags=[]),
                                           manual_dir=config.source_manual_dir or None)
         print(f"[eval.aist] building {config.source} in {data_dir}", flush=True)
-        builder.download_and_prepare(download_config=dl)
+        build_dataset(builder, dl)  # a bad --source_manual_dir: the last line of the build error only
     return builder
 
 
 def build_stylized(config: ExperimentConfig, name: str, generator: str, data_dir: str):
     from tfsynth.aist.stylize import stylized_builder
+    from tfsynth.input.datasets import build_dataset
 
     builder = stylized_builder(name, config.source, generator, data_dir, config.composite)
     if not builder.is_prepared():
-        builder.download_and_prepare()
+        build_dataset(builder)
     return builder
 
 
