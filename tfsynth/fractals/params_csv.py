@@ -54,6 +54,9 @@ def write_params_csv(path, params: np.ndarray) -> None:
     """Writes atomically (temp file + rename) so a killed search never leaves a half-written category."""
     path = Path(path)
     params = validate_params(params, source=str(path))
+    total = float(params[:, 6].sum())
+    if abs(total - 1.0) > PROBABILITY_TOLERANCE:  # a file that read_params_csv would refuse
+        raise ValueError(f"{path}: the map probabilities p sum to {total:.6g}, not 1; divide them by their sum")
     tmp = path.with_name(path.name + ".tmp")
     np.savetxt(tmp, params, delimiter=",")
     os.replace(tmp, path)
