@@ -52,6 +52,23 @@ def test_second_run_into_a_locked_workdir_refuses_at_once_naming_the_holder_and_
     wd.release(workdir)
 
 
+def test_only_the_chief_of_a_multi_worker_cluster_claims_the_workdir(tmp_path, monkeypatch):
+    import argparse
+
+    from tfsynth.config_flags import job_workdir
+
+    cluster = {"worker": ["a:1", "b:1"]}
+    args = argparse.Namespace(config="x", workdir=str(tmp_path / "w"), resume=False, _runs_subdir="x",
+                              _job="train.pretrain", strategy="multi_worker_mirrored")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert wd.is_non_chief_worker() and job_workdir(args) == args.workdir and wd.held() == []
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert not wd.is_non_chief_worker()
+    job_workdir(args)
+    assert wd.held() == [args.workdir]
+    wd.release_all()
+
+
 def test_resume_into_another_jobs_workdir_refuses(tmp_path, capsys):
     from train import shape_pose
 
@@ -189,6 +206,10 @@ def test_resume_with_changed_fields_names_them_and_the_changeable_ones(tmp_path,
         "--validation_freq may change on resume")
     wd.check_resume_config(str(tmp_path), saved.replace(epochs=40).to_dict(), RESUME_MAY_CHANGE)
     assert capsys.readouterr().out == f"--resume: changed from {tmp_path}/config.json: epochs: 30 -> 40\n"
+    # train.segment nests its config ({"config": ..., "stages": ...}).
+    (tmp_path / "config.json").write_text(json.dumps({"config": saved.to_dict(), "stages": ["baseline"]}))
+    with pytest.raises(wd.WorkdirError, match=r"^--resume: --batch_size 8 \(run: 16\) differ"):
+        wd.check_resume_config(str(tmp_path), changed.to_dict(), RESUME_MAY_CHANGE, key="config")
 
 
 # --- damaged files ------------------------------------------------------------------------------------------------

@@ -152,12 +152,14 @@ def job_workdir(args: argparse.Namespace, tag: str = "", config=None) -> str:
     config dataclass) lets a workdir written before job records existed be recognised by its config.json."""
     import time
 
-    from tfsynth.workdir import claim_workdir
+    from tfsynth.workdir import claim_workdir, is_non_chief_worker
 
     if args.resume and not args.workdir:
         raise SystemExit("--resume needs the --workdir of the run to continue")
     name = "-".join(part for part in (args.config, tag, time.strftime("%Y%m%d-%H%M%S")) if part)
     workdir = args.workdir or os.path.join("runs", args._runs_subdir, name)
+    if getattr(args, "strategy", None) == "multi_worker_mirrored" and is_non_chief_worker():
+        return workdir  # only the chief writes (and owns) the workdir
     keys = [f.name for f in dataclasses.fields(config)] if config is not None else None
     claim_workdir(workdir, getattr(args, "_job", "a tfsynth job"), resume=args.resume, config_keys=keys)
     return workdir

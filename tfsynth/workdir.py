@@ -111,6 +111,22 @@ def claim_workdir(workdir: str, job: str, *, resume: bool = False, config_keys: 
     return path
 
 
+def is_non_chief_worker() -> bool:
+    """True for a non-chief task of a multi-worker cluster described by TF_CONFIG (chief: task 'chief', or worker 0
+    when the cluster has no chief). Those processes write nothing into the workdir and do not claim it."""
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
+    except ValueError:
+        return False
+    task = tf_config.get("task") or {}
+    if not task.get("type"):
+        return False
+    if task["type"] == "chief":
+        return False
+    has_chief = "chief" in (tf_config.get("cluster") or {})
+    return not (task["type"] == "worker" and int(task.get("index", 0)) == 0 and not has_chief)
+
+
 def recorded_job(workdir: str) -> Optional[str]:
     """The job recorded in `workdir` (None when there is no record)."""
     try:
@@ -129,6 +145,8 @@ def _check_job(path: str, job: str, resume: bool, config_keys: Optional[Iterable
                 saved = json.load(f)
         except (OSError, ValueError):
             saved = None
+        if isinstance(saved, dict) and isinstance(saved.get("config"), dict):  # {"config": ..., "stages": ...}
+            saved = saved["config"]
         if isinstance(saved, dict) and not set(config_keys) <= set(saved):
             recorded = "another job (its config.json lacks this job's fields)"
     if recorded is not None and recorded != job:
@@ -166,15 +184,17 @@ def held() -> list[str]:
     return sorted(_HELD)
 
 
-# Fields that may differ when a run is resumed (the rest must match the checkpointed run).
-def check_resume_config(workdir: str, config: Mapping, may_change: Iterable[str]) -> None:
-    """Compares `config` with `<workdir>/config.json` of the run being resumed: fields outside `may_change` that
-    differ raise WorkdirError listing them and the fields that may change; allowed changes are printed."""
+def check_resume_config(workdir: str, config: Mapping, may_change: Iterable[str], key: Optional[str] = None) -> None:
+    """Compares `config` with `<workdir>/config.json` (its entry `key` if given) of the run being resumed: fields
+    outside `may_change` that differ raise WorkdirError listing them and the fields that may change; allowed changes
+    are printed."""
     path = os.path.join(workdir, "config.json")
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
-    except (OSError, ValueError):
+        if key is not None:
+            saved = saved[key]
+    except (OSError, ValueError, KeyError, TypeError):
         return
     config = json.loads(json.dumps(dict(config)))  # tuples become lists, as in the saved file
     may_change = set(may_change)
