@@ -125,9 +125,9 @@ def test_failed_job_leaves_no_workdir_it_created_but_keeps_an_existing_one(tmp_p
         wd.claim_workdir(argv[0], "eval.neural")
         raise wd.WorkdirError("bad")
 
-    new = str(tmp_path / "new")
+    new = str(tmp_path / "runs" / "job" / "new")
     assert _run(failing, [new], capsys)[0] == 2
-    assert not os.path.exists(new) and wd.held() == []
+    assert not (tmp_path / "runs").exists() and wd.held() == []  # nor the parents created for it
     existing = tmp_path / "existing"
     existing.mkdir()
     assert _run(failing, [str(existing)], capsys)[0] == 2

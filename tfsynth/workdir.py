@@ -34,8 +34,8 @@ class WorkdirError(Exception):
 
 
 class _Claim:
-    def __init__(self, path: str, fd: int, created: bool):
-        self.path, self.fd, self.created = path, fd, created
+    def __init__(self, path: str, fd: int, created: list[str]):
+        self.path, self.fd, self.created = path, fd, created  # created: directories made for it, deepest first
 
 
 _HELD: dict[str, _Claim] = {}  # abspath -> claim held by this process
@@ -53,11 +53,14 @@ def _describe_holder(lock_path: str) -> str:
             + (f" ({info['command']})" if info.get("command") else ""))
 
 
-def check_writable_dir(path: str, flag: str = "--workdir") -> bool:
-    """Creates directory `path` if needed and checks that a file can be written in it; returns whether it was
-    created. Raises WorkdirError (one line naming `flag`) otherwise."""
+def check_writable_dir(path: str, flag: str = "--workdir") -> list[str]:
+    """Creates directory `path` if needed and checks that a file can be written in it; returns the directories it
+    created, deepest first (empty when `path` existed). Raises WorkdirError (one line naming `flag`) otherwise."""
     path = os.path.abspath(path)
-    created = not os.path.isdir(path)
+    created, parent = [], path
+    while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
+        created.append(parent)
+        parent = os.path.dirname(parent)
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, f".write-test-{os.getpid()}")
@@ -156,7 +159,7 @@ def _check_job(path: str, job: str, resume: bool, config_keys: Optional[Iterable
 
 def release(workdir: str, remove_if_unused: bool = False) -> None:
     """Drops this process's lock on `workdir`; with `remove_if_unused`, deletes the workdir if this process created
-    it and it holds nothing but the lock and job record."""
+    it and it holds nothing but the lock and job record, and the parent directories created for it while empty."""
     import fcntl
 
     claim = _HELD.pop(os.path.abspath(workdir), None)
@@ -170,7 +173,8 @@ def release(workdir: str, remove_if_unused: bool = False) -> None:
                 for name in _BOOKKEEPING:
                     if os.path.exists(os.path.join(claim.path, name)):
                         os.remove(os.path.join(claim.path, name))
-                os.rmdir(claim.path)
+                for directory in claim.created:  # the workdir, then the parents created for it, while empty
+                    os.rmdir(directory)
         except OSError:
             pass
 
