@@ -152,8 +152,8 @@ def test_resumed_history_keeps_its_line_endings_byte_for_byte(tmp_path):
     ("tfsynth.training.pretrain_configs", "arch", "resnet9", "--arch resnet9: must be one of {resnet18, "),
     ("tfsynth.transfer.configs", "lr_milestones", (0, 3), "--lr_milestones 0,3: every item must be >= 1"),
     ("tfsynth.dpc.configs", "steps", 0, "--steps 0: must be >= 1"),
-    ("tfsynth.aist.configs", "batch_size", 0, "--batch_size 0: must be >= 1"),
-    ("tfsynth.segmentation.configs", "hflip_prob", 2.0, "--hflip_prob 2.0: must be in [0, 1]"),
+    ("tfsynth.aist.configs", "ngf", 0, "--ngf 0: must be >= 1"),
+    ("tfsynth.segmentation.configs", "ci_alpha", 0.0, "--ci_alpha 0.0: must be in (0, 1)"),
     ("tfsynth.aist.experiment", "align_models", 0, "--align_models 0: must be >= 1"),
 ])
 def test_config_fields_are_checked_when_the_config_is_made(module, field, value, message):

@@ -74,6 +74,10 @@ class AISTConfig:
             raise ConfigError(f"image_size must be a multiple of 4 (two stride-2 stages), got {self.image_size}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        config_flags.check_ranges(self, AIST_RANGES)  # every other field with a valid range, one line
+        if self.total_epochs < 1:
+            raise ConfigError(f"--n_epochs {self.n_epochs} (+ --n_epochs_decay {self.n_epochs_decay} with lr_policy "
+                              "'linear'): at least one epoch in total is needed")
 
     @property
     def channels(self) -> int:
@@ -86,13 +90,6 @@ class AISTConfig:
     def loss_weights(self) -> dict:
         return {k: getattr(self, k) for k in ("lambda_A", "lambda_B", "lambda_idt", "lambda_alpha_G",
                                                 "lambda_alpha_F", "lambda_resdist_G", "lambda_resdist_F")}
-
-    def __post_init__(self):
-        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
-        config_flags.check_ranges(self, AIST_RANGES)
-        if self.n_epochs + self.n_epochs_decay < 1:
-            raise ConfigError(f"--n_epochs {self.n_epochs} + --n_epochs_decay {self.n_epochs_decay}: at least one "
-                              "epoch in total is needed")
 
     def replace(self, **overrides) -> "AISTConfig":
         return dataclasses.replace(self, **overrides)

@@ -64,6 +64,7 @@ class DPCConfig:
             raise ConfigError("batch_models and views_per_model must be >= 1")
         if not 0 < self.keep_prob_start <= 1:
             raise ConfigError(f"keep_prob_start must be in (0, 1], got {self.keep_prob_start}")
+        config_flags.check_ranges(self, DPC_RANGES)  # every other field with a valid range, one line
 
     def net_kwargs(self) -> dict:
         return dict(image_size=self.image_size, f_dim=self.f_dim, fc_dim=self.fc_dim, z_dim=self.z_dim,
@@ -72,10 +73,6 @@ class DPCConfig:
     def projection_kwargs(self) -> dict:
         return dict(vox_size=self.vox_size, focal_length=self.focal_length, camera_distance=self.camera_distance,
                     kernel_size=self.kernel_size)
-
-    def __post_init__(self):
-        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
-        config_flags.check_ranges(self, DPC_RANGES)
 
     def replace(self, **overrides) -> "DPCConfig":
         return dataclasses.replace(self, **overrides)

@@ -104,13 +104,7 @@ class SegmentConfig:
             problems.append("nothing to train: finetune_data and pretrain_data are both empty")
         if problems:
             raise ConfigError("; ".join(problems))
-
-    def __post_init__(self):
-        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
-        config_flags.check_ranges(self, SEGMENT_RANGES)
-        if self.train_max_size < self.train_min_size:
-            raise ConfigError(f"--train_max_size {self.train_max_size} is smaller than --train_min_size "
-                              f"{self.train_min_size}")
+        config_flags.check_ranges(self, SEGMENT_RANGES)  # every other field with a valid range, one line
 
     def replace(self, **overrides) -> "SegmentConfig":
         return dataclasses.replace(self, **overrides)
