@@ -76,8 +76,9 @@ class AISTConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         config_flags.check_ranges(self, AIST_RANGES)  # every other field with a valid range, one line
         if self.total_epochs < 1:
-            raise ConfigError(f"--n_epochs {self.n_epochs} (+ --n_epochs_decay {self.n_epochs_decay} with lr_policy "
-                              "'linear'): at least one epoch in total is needed")
+            raise ConfigError(f"--n_epochs {self.n_epochs} --n_epochs_decay {self.n_epochs_decay} --lr_policy "
+                              f"{self.lr_policy}: 0 epochs in total (decay epochs count with 'linear' only); at "
+                              "least 1 is needed")
 
     @property
     def channels(self) -> int:
