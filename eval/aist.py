@@ -40,12 +40,18 @@ def main(argv=None) -> dict:
     with exit_on(ConfigError):
         config = config_from_args(args, experiment.CONFIGS, ExperimentConfig)
     workdir = args.workdir or os.path.join("runs", "aist_exp", f"{args.config}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from tfsynth.workdir import claim_workdir
+
+    claim_workdir(workdir, "eval.aist", resume=True)  # a rerun continues; before any data work
 
     from tfsynth.aist import data as aist_data
     from tfsynth.aist.stylize import GeneratorError
     from tfsynth.dpc import data as dpc_data
 
-    with exit_on(aist_data.SourceError, dpc_data.SourceError, GeneratorError, ConfigError, FileNotFoundError):
+    from tfsynth.input.datasets import DataSpecError
+
+    with exit_on(aist_data.SourceError, dpc_data.SourceError, GeneratorError, ConfigError, FileNotFoundError,
+                 DataSpecError):
         results = experiment.run(config, workdir)
     print(f"Tables and plots: {os.path.join(os.path.abspath(workdir), 'eval')}")
     return results

@@ -53,6 +53,9 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     if args.classes < 1 or args.instances < 1:
         raise SystemExit("error: --classes and --instances must be >= 1")
+    from tfsynth.workdir import check_writable_dir
+
+    check_writable_dir(os.path.dirname(os.path.abspath(args.out)), "--out")  # before the dataset is read or built
     from PIL import Image
 
     from tfsynth.input.datasets import parse_data_spec, prepared_builder, resolve_source

@@ -50,21 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_models(args) -> dict:
-    import keras
-
     import tfsynth.models.reference_nets  # noqa: F401 - registers AdaptiveAvgPool2D for saved AlexNet/VGG models
     import tfsynth.training.optim  # noqa: F401 - registers TorchSGD for model.keras files
+    from tfsynth.models.files import load_keras_model
     from tfsynth.transfer.heads import Source, build_finetune_model
 
     models = {}
     for item in args.model:
         name, path = _named(item, "--model")
-        if not os.path.isfile(path):
-            raise ValueError(f"--model {name}: {path} does not exist")
-        try:
-            models[name] = keras.models.load_model(path, compile=False)
-        except Exception as e:  # noqa: BLE001 - name the file whatever went wrong
-            raise ValueError(f"--model {name}: cannot load {path}: {type(e).__name__}: {e}") from None
+        models[name] = load_keras_model(path, f"--model {name}")  # says what a corrupt / foreign file is
     for item in args.reference:
         name, spec = _named(item, "--reference")
         match = re.match(r"^(alexnet|vgg16|resnet50):(.+)$", spec)

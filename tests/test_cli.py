@@ -83,7 +83,10 @@ def test_onednn_is_set_only_when_the_user_has_not_chosen(monkeypatch):
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
 
 
-def test_job_workdir_default_name_and_resume_check():
+def test_job_workdir_default_name_and_resume_check(tmp_path, monkeypatch):
+    from tfsynth import workdir
+
+    monkeypatch.chdir(tmp_path)  # job_workdir creates and claims the workdir (tfsynth.workdir.claim_workdir)
     args = argparse.Namespace(config="tiny", workdir=None, resume=False, _runs_subdir="finetune")
     name = job_workdir(args, tag="scratch")
     assert name.startswith(os.path.join("runs", "finetune", "tiny-scratch-")) and len(os.path.basename(name)) == len(
@@ -92,6 +95,8 @@ def test_job_workdir_default_name_and_resume_check():
     assert job_workdir(argparse.Namespace(config="tiny", workdir="w", resume=True, _runs_subdir="x")) == "w"
     with pytest.raises(SystemExit, match="--resume needs the --workdir"):
         job_workdir(argparse.Namespace(config="tiny", workdir=None, resume=True, _runs_subdir="x"))
+    assert os.path.isfile(os.path.join("w", ".lock")) and os.path.join(str(tmp_path), "w") in workdir.held()
+    workdir.release_all()
 
 
 def test_help_of_every_job_exits_0_without_tensorflow():

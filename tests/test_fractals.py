@@ -143,7 +143,9 @@ def test_params_csv_round_trip_is_exact(tmp_path):
     write_params_csv(tmp_path / "x.csv", params)
     np.testing.assert_array_equal(read_params_csv(tmp_path / "x.csv"), params)
     assert (tmp_path / "x.csv").read_text() == (OFFICIAL / "00000.csv").read_text()
-    paths = write_params_dir(tmp_path / "dir", [params, params[:2]])
+    two_maps = params[:2].copy()
+    two_maps[:, 6] /= two_maps[:, 6].sum()  # probabilities must sum to 1 (issue 17)
+    paths = write_params_dir(tmp_path / "dir", [params, two_maps])
     assert [p.name for p in paths] == ["00000.csv", "00001.csv"]
     assert [p.shape for p in read_params_dir(tmp_path / "dir")] == [(5, 7), (2, 7)]
 

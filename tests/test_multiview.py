@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from tfsynth.multiview.generate import SPLITS, MultiviewConfig, fit_unit_cube, list_models
+from tfsynth.multiview.generate import (SPLITS, MultiviewConfig, fit_unit_cube, fit_view_sphere, folder_meshes,
+                                       list_models)
 
 
 def _write_meshes(folder):
@@ -32,7 +33,8 @@ def test_model_lists_and_splits(tmp_path):
     names = _write_meshes(tmp_path / "meshes")
     cfg = MultiviewConfig(source="folder", mesh_dir=str(tmp_path / "meshes"), split_fractions=(1, 1, 1))
     found = [k for s in SPLITS for k, _ in list_models(cfg, s)]
-    assert sorted(found) == sorted(names + ["broken.obj"])  # disjoint splits covering every file
+    assert sorted(found) == names  # disjoint splits covering every readable file (broken.obj is left out)
+    assert [len(list_models(cfg, s)) for s in SPLITS] == [2, 1, 1]
     assert [list_models(cfg, s) for s in SPLITS] == [list_models(cfg, s) for s in SPLITS]
     # ShapeNet layout (v2 paths) with DRC split files.
     root = tmp_path / "shapenet"
@@ -50,6 +52,55 @@ def test_model_lists_and_splits(tmp_path):
     v = fit_unit_cube([[0, 0, 0], [2, 1, 4]])
     np.testing.assert_allclose(v.max(0) - v.min(0), [0.5, 0.25, 1.0])
     np.testing.assert_allclose(v.max(0) + v.min(0), 0.0)
+
+
+def test_only_readable_meshes_are_split_and_every_split_gets_one(tmp_path):
+    import trimesh
+
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    for i in range(5):
+        trimesh.creation.box((1.0, 0.3 + 0.1 * i, 0.5)).export(folder / f"good{i}.obj")
+    for i in range(4):
+        (folder / f"bad{i}.obj").write_text("not a mesh\n")
+    cfg = MultiviewConfig(source="folder", mesh_dir=str(folder))  # default fractions 0.7 / 0.1 / 0.2
+    readable, skipped = folder_meshes(cfg)
+    assert len(readable) == 5 and [k for k, _ in skipped] == [f"bad{i}.obj" for i in range(4)]
+    splits = {s: [k for k, _ in list_models(cfg, s)] for s in SPLITS}
+    assert [len(splits[s]) for s in SPLITS] == [3, 1, 1]  # validation and test get at least one readable mesh
+    assert sorted(sum(splits.values(), [])) == [f"good{i}.obj" for i in range(5)]
+    for path in list(folder.glob("good*.obj"))[:3]:
+        path.unlink()
+    with pytest.raises(ValueError) as err:
+        list_models(cfg, "train")
+    assert str(err.value) == (f"mesh folder {folder}: 2 readable meshes (4 unreadable of 6) cannot give train, "
+                              "validation, test at least one each; needs 3 readable meshes")
+
+
+def test_meshes_fit_every_view_at_the_worst_case_elevations():
+    import trimesh
+
+    from tfsynth.dpc import geometry as geo
+
+    cfg = MultiviewConfig()
+    nut = trimesh.creation.cylinder(radius=0.5, height=0.6, sections=6)  # a wide hexagonal nut
+    cube = trimesh.creation.box((1.0, 1.0, 1.0))  # the corners are the farthest points of any unit-cube fit
+
+    def worst(vertices):
+        out = 0.0
+        for elevation in (cfg.elevation[0], cfg.elevation[1], -90.0, 90.0):  # sampled extremes, and beyond
+            for azimuth in np.arange(0.0, 360.0, 7.5):
+                proj = geo.project_points(vertices, geo.quaternion_from_view(azimuth, elevation), cfg.focal_length,
+                                          cfg.camera_distance)
+                out = max(out, float(np.abs(proj[:, 1:]).max()))
+        return out
+
+    for mesh in (nut, cube):
+        assert worst(fit_view_sphere(mesh.vertices)) <= 0.5  # inside the image plane [-0.5, 0.5] in every view
+        assert worst(fit_unit_cube(mesh.vertices)) > 0.5  # the old longest-side fit was cut by the border
+    assert np.linalg.norm(fit_view_sphere(nut.vertices), axis=1).max() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="sees only a sphere of radius 0.386"):
+        MultiviewConfig(camera_distance=1.5)
 
 
 def test_builder_folder_build_masks_match_dpc_projection(tmp_path):

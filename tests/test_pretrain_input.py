@@ -39,7 +39,7 @@ def test_unknown_dataset_lists_valid_names():
     with pytest.raises(DataSpecError) as e:
         load_mixture("fractal_dbb/tiny", "train")
     assert "unknown dataset 'fractal_dbb'" in str(e.value)
-    assert "fractal_db" in str(e.value).split("Valid datasets of this project:")[1]
+    assert "fractal_db" in str(e.value).split("Datasets of this project:")[1]
 
 
 def test_unknown_config_lists_valid_configs():

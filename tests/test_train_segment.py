@@ -64,7 +64,8 @@ def test_tiny_run_trains_every_stage_and_writes_everything(tiny_run, capsys):
         assert history[-1]["train_loss"] > 0 and history[0]["train_loss"] is None
         files = os.listdir(os.path.join(workdir, stage))
         assert {"model.keras", "weights_torchvision.npz", "history.json", "stage.json", "results.json"} <= set(files)
-        assert os.listdir(os.path.join(workdir, stage, "checkpoints")) == [f"ckpt-epoch{epochs[-1]:04d}.keras"]
+        assert sorted(os.listdir(os.path.join(workdir, stage, "checkpoints"))) == [  # the newest two are kept
+            f"ckpt-epoch{e:04d}.keras" for e in epochs[1:][-2:]]
         val = _tags(os.path.join(workdir, stage, "logs", "validation"))
         assert {"epoch_loss", *(f"epoch_{m}" for m in metrics.METRICS), "overlays/image_truth_prediction"} <= set(
             val.Tags()["tensors"])

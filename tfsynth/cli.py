@@ -4,7 +4,8 @@
         run_cli(main, user_errors=(ConfigError, FileExistsError, "tfsynth.input.datasets.DataSpecError"),
                 onednn=True)
 
-A user error (bad config, missing file, bad data spec) prints one line `error: <message>` to stderr and exits 2;
+A user error (bad config, missing file, bad data spec, a workdir that cannot be used: tfsynth.workdir.WorkdirError,
+always) prints one line `error: <message>` to stderr and exits 2;
 any other exception propagates with its traceback. User errors may be named as "module.Class" so that a job does
 not import a heavy module (TensorFlow) just to catch its exceptions: an exception of a class whose module was never
 imported cannot have been raised. Jobs that report user errors from inside `main` (exit status 1, which in-process
@@ -18,6 +19,8 @@ import sys
 from typing import Callable, Optional, Sequence, Union
 
 ErrorSpec = Union[type, str]
+# User errors of every job: a model file that cannot be loaded (says what the file is).
+ALWAYS_USER_ERRORS: tuple = ("tfsynth.models.files.ModelFileError",)
 
 
 def _error_classes(user_errors: Sequence[ErrorSpec]) -> tuple:
@@ -45,15 +48,23 @@ def enable_onednn() -> None:
 def run_cli(main: Callable, user_errors: Sequence[ErrorSpec] = (), *, onednn: bool = False,
             argv: Optional[Sequence[str]] = None):
     """`main(argv)` (argv None: the command line) with user errors as `error: ...` on stderr and exit status 2."""
+    from tfsynth import workdir
+
     if onednn:
         enable_onednn()
+    failed = True
     try:
-        return main(argv)
+        result = main(argv)
+        failed = False
+        return result
     except Exception as err:
-        if not isinstance(err, _error_classes(user_errors)):
+        if not isinstance(err, _error_classes((workdir.WorkdirError, *ALWAYS_USER_ERRORS, *user_errors))):
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        # The workdir locks end with the job; a workdir the job created and left empty goes too.
+        workdir.release_all(remove_if_unused=failed)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,42 @@ class ConfigError(ValueError):
     """An unknown config name or field, or an invalid value."""
 
 
+_RANGE_RE = re.compile(r"^\s*(?:(>=|>|<=|<)\s*(\S+)|([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])|\{(.*)\})\s*$")
+
+
+def _in_range(value, rule: str) -> bool:
+    match = _RANGE_RE.match(rule)
+    if match is None:
+        raise ValueError(f"bad range rule {rule!r}")
+    op, bound, lo_br, lo, hi, hi_br, choices = match.groups()
+    if choices is not None:
+        return str(value) in [c.strip() for c in choices.split(",")]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if op:
+        b = float(bound)
+        return {">=": value >= b, ">": value > b, "<=": value <= b, "<": value < b}[op]
+    lo, hi = float(lo), float(hi)
+    return ((value >= lo) if lo_br == "[" else (value > lo)) and ((value <= hi) if hi_br == "]" else (value < hi))
+
+
+def check_ranges(config, rules: Mapping[str, str]) -> None:
+    """Raises ConfigError naming the flag and its valid range for the first field of `config` outside its rule.
+
+    `rules`: field -> '>= 1', '> 0', '[0, 1)', '(0, 1]', '{a, b}' (choices); a tuple field is checked per item.
+    Config dataclasses call it from `__post_init__`, so every config is checked when it is made."""
+    for name, rule in rules.items():
+        value = getattr(config, name)
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if not _in_range(item, rule):
+                what = "every item must be" if isinstance(value, tuple) else "must be"
+                shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+                rule_text = rule.strip()
+                kind = {"{": "one of ", "[": "in ", "(": "in "}.get(rule_text[0], "")
+                raise ConfigError(f"--{name} {shown}: {what} {kind}{rule_text}")
+
+
 def field_help(config_cls) -> dict[str, str]:
     """The trailing `# comment` of each field of `config_cls`, used as its flag's help."""
     source = inspect.getsource(config_cls)
@@ -97,7 +133,7 @@ def add_job_flags(parser: argparse.ArgumentParser, registry: Mapping[str, Callab
     if add_run_flags is not None:
         add_run_flags(run)
     add_config_flags(parser, config_cls)
-    parser.set_defaults(_runs_subdir=runs_subdir)
+    parser.set_defaults(_runs_subdir=runs_subdir, _job=parser.prog.split()[-1])
 
 
 def job_parser(prog: str, doc: str, registry: Mapping[str, Callable], config_cls, default: str,
@@ -108,18 +144,29 @@ def job_parser(prog: str, doc: str, registry: Mapping[str, Callable], config_cls
     return parser
 
 
-def job_workdir(args: argparse.Namespace, tag: str = "") -> str:
-    """--workdir, or runs/<subdir>/<config>[-<tag>]-<timestamp>; --resume without --workdir exits with a message."""
+def job_workdir(args: argparse.Namespace, tag: str = "", config=None) -> str:
+    """--workdir, or runs/<subdir>/<config>[-<tag>]-<timestamp>; --resume without --workdir exits with a message.
+
+    The workdir is claimed for the job before any data work (tfsynth.workdir.claim_workdir: created, locked for
+    this process, tagged with the job; unwritable, in use or another job's: WorkdirError). `config` (the job's
+    config dataclass) lets a workdir written before job records existed be recognised by its config.json."""
     import time
+
+    from tfsynth.workdir import claim_workdir, is_non_chief_worker
 
     if args.resume and not args.workdir:
         raise SystemExit("--resume needs the --workdir of the run to continue")
     name = "-".join(part for part in (args.config, tag, time.strftime("%Y%m%d-%H%M%S")) if part)
-    return args.workdir or os.path.join("runs", args._runs_subdir, name)
+    workdir = args.workdir or os.path.join("runs", args._runs_subdir, name)
+    if getattr(args, "strategy", None) == "multi_worker_mirrored" and is_non_chief_worker():
+        return workdir  # only the chief writes (and owns) the workdir
+    keys = [f.name for f in dataclasses.fields(config)] if config is not None else None
+    claim_workdir(workdir, getattr(args, "_job", "a tfsynth job"), resume=args.resume, config_keys=keys)
+    return workdir
 
 
 def resolve_job(args: argparse.Namespace, registry: Mapping[str, Callable], config_cls):
     """(config, workdir) of a parsed `job_parser` command line; user errors exit with a one-line message."""
     with exit_on(ConfigError):
         config = config_from_args(args, registry, config_cls)
-    return config, job_workdir(args)
+    return config, job_workdir(args, config=config)

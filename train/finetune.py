@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     source = source_from_args(args, config)
-    workdir = job_workdir(args, tag=source.label.replace("/", "_").replace(":", "_"))
+    workdir = job_workdir(args, tag=source.label.replace("/", "_").replace(":", "_"), config=config)
 
     from tfsynth.transfer.finetune import run  # TensorFlow import after the flags parse
 

@@ -47,7 +47,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    workdir = job_workdir(args)
+    workdir = job_workdir(args, config=config)
 
     from tfsynth.training.pretrain import run  # TensorFlow import after the flags parse (fast --help)
 

@@ -87,9 +87,15 @@ def main(argv=None) -> int:
         args.model = [_newest_backbone()]
     if not args.model:
         raise SystemExit("give at least one --model PATH (e.g. runs/demo/backbone.keras from `python -m train.pretrain`)")
-    run(config_from_args(args))
+    config = config_from_args(args)
+    from tfsynth.workdir import claim_workdir
+
+    claim_workdir(config.workdir, "eval.neural")  # writable, not in use, not another job's: before any data work
+    run(config)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tfsynth.cli import run_cli
+
+    sys.exit(run_cli(main))  # unusable --workdir, unloadable --model file: one line, exit status 2

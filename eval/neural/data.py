@@ -32,9 +32,15 @@ def _load_tfds(spec: str, data_dir, regions):
     import tfds_builders.majaj_hong_2015  # noqa: F401  (registers the builders)
     import tfds_builders.nsd  # noqa: F401
 
+    from tfsynth.input.datasets import unknown_dataset_message
+
+    unknown = unknown_dataset_message(spec, "--brain", "brain data: 'simulated', 'majaj_hong_2015' or 'nsd/subj01' "
+                                                       "(..subj08)")
+    if unknown:
+        raise SystemExit(unknown)
     try:
         builder = tfds.builder(spec, data_dir=data_dir)
-    except Exception as e:  # unknown name/config: say which exist
+    except Exception as e:  # unknown config: say which exist
         raise SystemExit(f"unknown brain dataset {spec!r} ({e}); use 'simulated', 'majaj_hong_2015' or "
                          "'nsd/subj01' (..subj08)") from None
     if not builder.is_prepared():

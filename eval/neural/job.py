@@ -149,8 +149,9 @@ def _evaluate_model(name, path, data: BrainData, config: NeuralConfig, sel, rep,
     import keras
 
     from eval.neural.features import default_layers, extract_features
+    from tfsynth.models.files import load_keras_model
 
-    model = keras.models.load_model(path, compile=False)
+    model = load_keras_model(path, f"--model {name}")
     _log(f"{name}: loaded {path}", start)
     layers = list(config.layers) or default_layers(model)
     sizes = _layer_sizes(model, layers, config.image_size, config.preprocess, config.batch_size)
@@ -253,6 +254,10 @@ def run(config: NeuralConfig, data: Optional[BrainData] = None) -> dict:
     start = time.time()
     if not config.models:
         raise SystemExit("no models given (--model PATH, repeatable)")
+    from tfsynth.models.files import check_keras_file
+
+    for name, path in config.models:  # a damaged or foreign file is reported before the brain data are loaded
+        check_keras_file(path, f"--model {name}")
     if data is None:
         data = load_brain_data(config.brain, config.data_dir, config.regions, config.simulated)
     data, dropped = data.sorted_by_stimulus().drop_unusable_neuroids()

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders import ShardChecksums
 from tfsynth.transfer.digits import NUM_CLASSES, SPLITS, DigitsConfig, examples
 
 _DESCRIPTION = """
@@ -53,7 +54,7 @@ BUILDER_CONFIGS = [
 ]
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
     """scikit-learn's handwritten digits (1,797 real images), upsampled; no download."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -72,6 +73,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             }),
             supervised_keys=("image", "label"),
             homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset",
+            metadata=tfds.core.MetadataDict(),  # shard_sha256 (ShardChecksums)
             citation=_CITATION,
         )
 

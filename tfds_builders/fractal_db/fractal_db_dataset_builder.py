@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders import ShardChecksums
 from tfsynth.fractals.dataset import FractalDBConfig, category_params, render_unit, work_units
 from tfsynth.fractals.search import SearchConfig
 
@@ -77,7 +78,7 @@ def _render(unit, config: FractalDBConfig):
     yield from render_unit(config, category, params, weight_index)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
     """FractalDB: formula-driven fractal categories (Kataoka et al. 2020)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -103,6 +104,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "flip": tfds.features.Scalar(dtype=np.int32),
             }),
             supervised_keys=("image", "label"),
+            metadata=tfds.core.MetadataDict(),  # shard_sha256 (ShardChecksums)
             homepage="https://hirokatsukataoka16.github.io/Pretraining-without-Natural-Images/",
             citation=_CITATION,
         )

@@ -16,11 +16,13 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfsynth.multiview.generate import SPLITS, MultiviewConfig, list_models
+from tfds_builders import ShardChecksums
+from tfsynth.multiview.generate import SPLITS, MultiviewConfig, folder_meshes, folder_split, list_models
 
 _DESCRIPTION = """
-One example per model (all its views), so that training can draw view pairs of one object. Meshes are centred and
-fitted in the unit cube (longest side 1) and rendered from V cameras at azimuth U[0, 360) and elevation U[-20, 40]
+One example per model (all its views), so that training can draw view pairs of one object. Meshes are centred
+(bounding box) and scaled so that the farthest vertex is at distance 0.5, which keeps the whole model in every view,
+and rendered from V cameras at azimuth U[0, 360) and elevation U[-20, 40]
 degrees at distance 2, focal length 1.875 on an image plane [-0.5, 0.5] (vertical FOV 29.86 degrees; the camera of
 Insafutdinov & Dosovitskiy's differentiable point clouds), lit by 1-4 point lights at random positions above the
 horizon plus ambient light.
@@ -45,7 +47,9 @@ shapenet_* configs: --manual_dir is the ShapeNetCore root (v1 `<synset>/<id>/mod
 `<synset>/<id>/models/model_normalized.obj`). Put the DRC split files (`<synset>_{train,val,test}.txt`, as in the
 differentiable-point-clouds repository's data/splits) in `<manual_dir>/splits/` to use the reference's split;
 otherwise models are split 70/10/20 by a seeded hash of their id. mesh_folder: --manual_dir is any folder of
-.obj / .ply / .glb / .off files (searched recursively), split the same way.
+.obj / .ply / .glb / .off files (searched recursively). Unreadable meshes are left out (listed in one line); the
+readable ones, ordered by a seeded hash of their path, give validation round(0.1 n) and test round(0.2 n) meshes,
+at least one each, and train the rest: a folder needs 3 readable meshes, fewer stop the build with the counts.
 """
 
 
@@ -89,7 +93,7 @@ def _render(item, config: MultiviewConfig):
     yield key, ex
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
     """Multi-view renders, cameras and ground-truth point clouds of meshes (ProcSynthDB or ShapeNet)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -118,6 +122,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "model_id": tfds.features.Text(),
             }),
             homepage="https://github.com/eldar/differentiable-point-clouds",
+            metadata=tfds.core.MetadataDict(),  # shard_sha256 (ShardChecksums)
         )
 
     def _config(self, dl_manager) -> MultiviewConfig:
@@ -130,6 +135,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         c = self._config(dl_manager)
+        if c.source == "folder":  # unreadable meshes are left out before the split, in one line
+            readable, skipped = folder_meshes(c)
+            if skipped:
+                print(f"multiview_shapes: {len(skipped)} of {len(readable) + len(skipped)} meshes in {c.mesh_dir} "
+                      "are unreadable and left out: " + "; ".join(f"{k} ({why})" for k, why in skipped), flush=True)
+            folder_split(c)  # a folder too small for every split: one line with the counts (ValueError)
         return {split: self._generate_examples(c, split) for split in SPLITS if list_models(c, split)}
 
     def _generate_examples(self, config: MultiviewConfig, split: str):

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders import ShardChecksums
 from tfsynth.scenes.config import SceneConfig
 from tfsynth.scenes.dataset import SPLITS, encoded_example, split_indices
 
@@ -87,7 +88,7 @@ def _encode(index: int, config: SceneConfig):
     return encoded_example(config, index)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
     """Noise-textured ellipsoid scenes with class and instance label maps (Holm 2022)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -127,6 +128,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             }),
             supervised_keys=("image", "label"),
             homepage="https://github.com/sorenmulli/imgseg-fake-balloons",
+            metadata=tfds.core.MetadataDict(),  # shard_sha256 (ShardChecksums)
             citation=_CITATION,
         )
 

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders import ShardChecksums
 from tfsynth.synth3d.config import Synth3DConfig
 
 FEATURE_DOC = """
@@ -75,7 +76,7 @@ def _render(unit, config: Synth3DConfig):
     yield from examples
 
 
-class Synth3dBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class Synth3dBuilder(ShardChecksums, tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base class: subclasses set BUILDER_CONFIGS, DESCRIPTION, CITATION, HOMEPAGE."""
 
     VERSION = tfds.core.Version("1.1.0")

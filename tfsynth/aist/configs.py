@@ -74,6 +74,11 @@ class AISTConfig:
             raise ConfigError(f"image_size must be a multiple of 4 (two stride-2 stages), got {self.image_size}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        config_flags.check_ranges(self, AIST_RANGES)  # every other field with a valid range, one line
+        if self.total_epochs < 1:
+            raise ConfigError(f"--n_epochs {self.n_epochs} --n_epochs_decay {self.n_epochs_decay} --lr_policy "
+                              f"{self.lr_policy}: 0 epochs in total (decay epochs count with 'linear' only); at "
+                              "least 1 is needed")
 
     @property
     def channels(self) -> int:
@@ -92,6 +97,17 @@ class AISTConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
+AIST_RANGES = {
+    "image_size": ">= 1", "max_images": ">= 0", "alpha_mode": "{channel, nonblack}", "activation": "{leaky_relu, relu}",
+    "negative_slope": ">= 0", "ngf": ">= 1", "ndf": ">= 1", "n_blocks": ">= 0", "lambda_A": ">= 0", "lambda_B": ">= 0",
+    "lambda_idt": ">= 0", "lambda_alpha_G": ">= 0", "lambda_alpha_F": ">= 0", "lambda_resdist_G": ">= 0",
+    "lambda_resdist_F": ">= 0", "batch_size": ">= 1", "lr": "> 0", "beta_1": "[0, 1)", "n_epochs": ">= 0",
+    "n_epochs_decay": ">= 0", "lr_policy": "{linear, constant}", "pool_size": ">= 0", "steps_per_epoch": ">= 0",
+    "num_panels": ">= 0", "keep_checkpoints": ">= 1",
+}
 
 
 def constrained() -> AISTConfig:

@@ -79,6 +79,11 @@ def load_source(spec: str, data_dir: Optional[str] = None, max_images: int = 0) 
         feature = parts[2] if len(parts) == 3 else "image"
         # 'images+masks': an RGB feature and a mask feature combined into RGBA (e.g. multiview_shapes).
         feature, _, mask_feature = feature.partition("+")
+        from tfsynth.input.datasets import unknown_dataset_message
+
+        unknown = unknown_dataset_message(name, spec)
+        if unknown:
+            raise SourceError(unknown)
         try:
             builder = tfds.builder(name, data_dir=data_dir)
             for f in filter(None, (feature, mask_feature)):

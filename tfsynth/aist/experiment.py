@@ -77,6 +77,7 @@ class ExperimentConfig:
     seed: int = 0  # AIST and DPC seeds, stand-ins, Figure 7.1 view draw
 
     def __post_init__(self):
+        config_flags.check_ranges(self, EXPERIMENT_RANGES)
         self.runs()  # validates the syntax
         if self.alignment not in ("icp", "none"):
             raise ConfigError(f"alignment must be 'icp' or 'none', got {self.alignment!r}")
@@ -101,6 +102,15 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
+EXPERIMENT_RANGES = {
+    "real_size": ">= 1", "max_real_test": ">= 0", "aist_epochs": ">= 0", "aist_steps_per_epoch": ">= 0",
+    "aist_image_size": ">= 0", "composite": "{output_alpha, original_mask, none}", "dpc_steps": ">= 0",
+    "dpc_batch_models": ">= 0", "dpc_views_per_model": ">= 0", "align_models": ">= 1", "max_test_models": ">= 0",
+    "gap_images": ">= 0",
+}
 
 
 def _has_checkpoints(workdir: str) -> bool:
@@ -236,6 +246,7 @@ def build_source(config: ExperimentConfig, data_dir: str):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from tfsynth.aist.stylize import source_builder
+    from tfsynth.input.datasets import build_dataset
 
     builder = source_builder(config.source, data_dir)
     if not builder.is_prepared():
@@ -243,16 +254,17 @@ def build_source(config: ExperimentConfig, data_dir: str):
         dl = tfds.download.DownloadConfig(beam_options=PipelineOptions(flags=[]),
                                           manual_dir=config.source_manual_dir or None)
         print(f"[eval.aist] building {config.source} in {data_dir}", flush=True)
-        builder.download_and_prepare(download_config=dl)
+        build_dataset(builder, dl)  # a bad --source_manual_dir: the last line of the build error only
     return builder
 
 
 def build_stylized(config: ExperimentConfig, name: str, generator: str, data_dir: str):
     from tfsynth.aist.stylize import stylized_builder
+    from tfsynth.input.datasets import build_dataset
 
     builder = stylized_builder(name, config.source, generator, data_dir, config.composite)
     if not builder.is_prepared():
-        builder.download_and_prepare()
+        build_dataset(builder)
     return builder
 
 

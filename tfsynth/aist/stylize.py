@@ -44,10 +44,12 @@ def load_generator(path: str):
         path = os.path.join(path, "G.keras")
     if not os.path.exists(path):
         raise GeneratorError(f"{path}: no such generator file (train.aist writes <workdir>/G.keras)")
+    from tfsynth.models.files import ModelFileError, load_keras_model
+
     try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as err:  # noqa: BLE001 (re-raised with the file named)
-        raise GeneratorError(f"{path}: cannot load a Keras generator ({type(err).__name__}: {err})") from err
+        model = load_keras_model(path, "generator")
+    except ModelFileError as err:  # says what a corrupt / foreign file is
+        raise GeneratorError(str(err)) from None
     generator_spec(model, path)
     return model
 

@@ -67,7 +67,8 @@ def panels(model: aist.AISTCycleGAN, x: np.ndarray, y: np.ndarray) -> dict[str, 
 
 def run(config: AISTConfig, workdir: str, resume: bool = False, data_dir: Optional[str] = None) -> dict:
     start = time.time()
-    ckpt_dir = ckpt_lib.prepare_workdir(workdir, config.to_dict(), resume)
+    ckpt_dir = ckpt_lib.prepare_workdir(workdir, config.to_dict(), resume,
+                                        may_change=("n_epochs", "n_epochs_decay", "num_panels", "keep_checkpoints"))
 
     keras.utils.set_random_seed(config.seed)
     x_src = aist_data.load_source(config.x_data, data_dir, config.max_images)

@@ -64,6 +64,7 @@ class DPCConfig:
             raise ConfigError("batch_models and views_per_model must be >= 1")
         if not 0 < self.keep_prob_start <= 1:
             raise ConfigError(f"keep_prob_start must be in (0, 1], got {self.keep_prob_start}")
+        config_flags.check_ranges(self, DPC_RANGES)  # every other field with a valid range, one line
 
     def net_kwargs(self) -> dict:
         return dict(image_size=self.image_size, f_dim=self.f_dim, fc_dim=self.fc_dim, z_dim=self.z_dim,
@@ -78,6 +79,16 @@ class DPCConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
+DPC_RANGES = {
+    "max_models": ">= 0", "image_size": ">= 1", "f_dim": ">= 1", "fc_dim": ">= 1", "z_dim": ">= 1", "num_points": ">= 1",
+    "num_candidates": ">= 1", "vox_size": ">= 1", "kernel_size": ">= 1", "sigma_start": "> 0", "sigma_end": "> 0",
+    "keep_prob_start": "(0, 1]", "focal_length": "> 0", "camera_distance": "> 0", "student_weight": ">= 0",
+    "batch_models": ">= 1", "views_per_model": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "steps": ">= 1",
+    "log_every": ">= 1", "checkpoint_every": ">= 1", "keep_checkpoints": ">= 1",
+}
 
 
 def cars() -> DPCConfig:

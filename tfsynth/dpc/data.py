@@ -104,6 +104,11 @@ def load_tfds(spec: str, data_dir: Optional[str] = None, max_models: int = 0) ->
     if len(parts) != 2:
         raise SourceError(f"{spec!r}: expected 'tfds:name/config:split'")
     name, split = parts
+    from tfsynth.input.datasets import unknown_dataset_message
+
+    unknown = unknown_dataset_message(name, f"tfds:{spec}")
+    if unknown:
+        raise SourceError(unknown)
     try:
         ds = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
     except Exception as err:  # noqa: BLE001 - TFDS raises many kinds; name the source

@@ -13,10 +13,14 @@ import numpy as np
 from tfsynth.fractals.ifs import validate_params
 
 
+PROBABILITY_TOLERANCE = 1e-6  # |sum(p) - 1| accepted in a category file (the official files: ~1e-16)
+
+
 def read_params_csv(path) -> np.ndarray:
-    """Reads one category file; a malformed file raises ValueError naming the file and line."""
+    """Reads one category file; a malformed file raises ValueError naming the file and line. The probabilities p
+    must sum to 1 within PROBABILITY_TOLERANCE: other sums are refused, naming the file and its lines."""
     path = Path(path)
-    rows = []
+    rows, line_numbers = [], []
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             text = line.strip()
@@ -34,8 +38,15 @@ def read_params_csv(path) -> np.ndarray:
             if values[6] < 0:
                 raise ValueError(f"{path}:{line_number}: negative probability {values[6]}")
             rows.append(values)
+            line_numbers.append(line_number)
     if not rows:
         raise ValueError(f"{path}: no parameter rows")
+    total = float(np.sum([row[6] for row in rows]))
+    if abs(total - 1.0) > PROBABILITY_TOLERANCE:
+        # Refused, not normalised: the chaos game draws a map by comparing a uniform number with the cumulative p,
+        # so p summing to 0.15 leaves 85% of the steps without a map (a different fractal from the file's).
+        raise ValueError(f"{path}:{line_numbers[0]}-{line_numbers[-1]}: the map probabilities p (7th column) sum to "
+                         f"{total:.6g}, not 1 (tolerance {PROBABILITY_TOLERANCE:g}); divide them by their sum")
     return validate_params(rows, source=str(path))
 
 
@@ -43,6 +54,9 @@ def write_params_csv(path, params: np.ndarray) -> None:
     """Writes atomically (temp file + rename) so a killed search never leaves a half-written category."""
     path = Path(path)
     params = validate_params(params, source=str(path))
+    total = float(params[:, 6].sum())
+    if abs(total - 1.0) > PROBABILITY_TOLERANCE:  # a file that read_params_csv would refuse
+        raise ValueError(f"{path}: the map probabilities p sum to {total:.6g}, not 1; divide them by their sum")
     tmp = path.with_name(path.name + ".tmp")
     np.savetxt(tmp, params, delimiter=",")
     os.replace(tmp, path)

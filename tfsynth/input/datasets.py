@@ -94,17 +94,34 @@ def project_builder_names() -> list[str]:
     return sorted(names)
 
 
-def _builder_cls(name: str):
+def unknown_dataset_message(name: str, flag: str = "--data",
+                            note: str = "any registered TFDS dataset works too") -> Optional[str]:
+    """None if the dataset part of `name` ('name', 'name/config', 'name/config:split') is a registered TFDS dataset;
+    otherwise one line naming `flag`, this project's datasets and the closest registered names (difflib) instead of
+    TFDS's catalogue of hundreds of names."""
+    import difflib
+
     failures = import_tfds_builders()
-    try:
-        return tfds.builder_cls(name)
-    except Exception:  # noqa: BLE001 - tfds raises several types here (DatasetNotFoundError, ...)
-        ours = project_builder_names()
-        msg = (f"unknown dataset {name!r} in --data. Valid datasets of this project: {', '.join(ours) or '(none)'}"
-               " (any other registered TFDS dataset with 'image' and 'label' features works too).")
-        if name in failures:
-            msg += f" tfds_builders.{name} exists but failed to import: {failures[name]}"
-        raise DataSpecError(msg) from None
+    base = name.split(":")[0].split("/")[0]
+    registered = tfds.list_builders(with_community_datasets=False)
+    if base in registered:
+        return None
+    ours = project_builder_names()
+    close = difflib.get_close_matches(base, sorted(set(ours) | set(registered)), n=5, cutoff=0.6)
+    msg = (f"unknown dataset {base!r} in {flag}. Datasets of this project: {', '.join(ours) or '(none)'}"
+           + (f"; closest registered names: {', '.join(close)}" if close else "")
+           + f" ({note})")
+    if base in failures:
+        msg += f". tfds_builders.{base} exists but failed to import: {failures[base]}"
+    return msg
+
+
+def _builder_cls(name: str):
+    msg = unknown_dataset_message(name, "--data", "any other registered TFDS dataset with 'image' and 'label' "
+                                                  "features works too")
+    if msg is not None:
+        raise DataSpecError(msg)
+    return tfds.builder_cls(name)
 
 
 def resolve_source(source: DataSource) -> DataSource:
@@ -132,6 +149,24 @@ def beam_download_config() -> tfds.download.DownloadConfig:
     return tfds.download.DownloadConfig(beam_options=PipelineOptions())
 
 
+_BEAM_CONTEXT = re.compile(r"\s*\[while running '[^']*'\]\s*$")
+
+
+def build_dataset(builder, download_config=None) -> None:
+    """`builder.download_and_prepare(download_config=...)` for a build that this project starts itself (--auto_build,
+    eval.aist); a failure (no, a missing or a junk --manual_dir, ...) is a DataSpecError with the last line of the
+    50-90-line Beam/TFDS error only, which names the problem."""
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except Exception as err:  # noqa: BLE001 - Beam wraps the builder's error in its own types; keep its last line
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        last = _BEAM_CONTEXT.sub("", lines[-1]) if lines else type(err).__name__
+        if len(lines) > 1 and lines[0].startswith("Manual directory"):  # TFDS: "... is empty", then instructions
+            last = f"{lines[0]} {last}"
+        name = builder.name + (f"/{builder.builder_config.name}" if builder.builder_config else "")
+        raise DataSpecError(f"building {name} failed: {last}") from err
+
+
 def prepared_builder(source: DataSource, data_dir: Optional[str] = None, auto_build: bool = False):
     """Returns the TFDS builder of a resolved source, building the dataset first when missing and allowed."""
     builder = tfds.builder(source.name, config=source.config, data_dir=data_dir)
@@ -143,7 +178,7 @@ def prepared_builder(source: DataSource, data_dir: Optional[str] = None, auto_bu
                 f"`tfds build {source.name} --config {source.config} --imports tfds_builders.{source.name}"
                 + (f" --data_dir {data_dir}" if data_dir else "") + "` or pass --auto_build.")
         print(f"Building {source.name}/{source.config} in {where} (missing; --auto_build) ...", flush=True)
-        builder.download_and_prepare(download_config=beam_download_config())
+        build_dataset(builder, beam_download_config())
     features = builder.info.features
     missing = [k for k in ("image", "label") if k not in features]
     if missing:

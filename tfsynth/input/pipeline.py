@@ -35,6 +35,22 @@ def steps_per_epoch(num_examples: int, batch_size: int, what: str = "training da
     return steps
 
 
+def check_crop_size(mixture: Mixture, crop_size: int, resize: int = 0) -> None:
+    """DataSpecError (one line naming --crop_size) when crops of `crop_size` cannot fit the images: larger than the
+    `resize`d shorter side, or (no resize) than the fixed height/width that a source's 'image' feature declares."""
+    if resize > 0:
+        if crop_size > resize:
+            raise DataSpecError(f"--crop_size {crop_size} is larger than the images after --resize {resize}; "
+                                f"the crop must be at most {resize}")
+        return
+    for s in mixture.sources:
+        height, width = s.builder.info.features["image"].shape[:2]
+        smallest = min(d for d in (height, width) if d) if (height or width) else None
+        if smallest is not None and crop_size > smallest:
+            raise DataSpecError(f"--crop_size {crop_size} is larger than the {height}x{width} images of "
+                                f"{s.source.name}/{s.source.config}; the crop must be at most {smallest}")
+
+
 def _epoch_keys(seed: int, epoch: tf.Tensor):
     key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
     fold = tf.random.experimental.stateless_fold_in
@@ -52,6 +68,7 @@ def train_dataset(mixture: Mixture, *, batch_size: int, crop_size: int, seed: in
     """Returns (dataset of (uint8 images [B, crop, crop, 3], int64 labels [B]) for epochs [initial_epoch, epochs),
     steps_per_epoch). `resize` > 0 first resizes each image's shorter side to it (torchvision `Resize`)."""
     steps = steps_per_epoch(mixture.num_examples, batch_size, f"--data {mixture.spec} split {mixture.split}")
+    check_crop_size(mixture, crop_size, resize)
     sources = mixture.encoded_datasets()
     counts = [s.num_examples for s in mixture.sources]
     buffer = max(1, min(shuffle_buffer, mixture.num_examples))

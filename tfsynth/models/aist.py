@@ -129,7 +129,9 @@ def feature_extractor(weights: str = "", image_size: Optional[int] = None, name:
     x01 = keras.layers.Rescaling(0.5, offset=0.5, name="to_unit")(images)
     if weights.endswith(".keras"):
         import tfsynth.models.classifier  # noqa: F401  (registers layers used by saved backbones)
-        user = keras.saving.load_model(weights, compile=False)
+        from tfsynth.models.files import load_keras_model
+
+        user = load_keras_model(weights, "--phi_weights")  # ModelFileError says what a bad file is
         user.trainable = False
         feats = user(keras.layers.Rescaling(255.0, name="to_255")(x01))
         return keras.Model(images, feats, name=name)

@@ -273,10 +273,9 @@ def state_dict_of_file(path: str) -> dict[str, np.ndarray]:
             raise FileNotFoundError(f"model file {path} does not exist")
         import tfsynth.training.optim  # noqa: F401 - registers TorchSGD for models saved with their optimizer
 
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as e:  # noqa: BLE001 - corrupt / foreign files: name the file
-            raise ValueError(f"cannot load the Keras model {path}: {type(e).__name__}: {e}") from None
+        from tfsynth.models.files import load_keras_model
+
+        model = load_keras_model(path, "weights")  # ModelFileError (a ValueError) says what a bad file is
         try:
             return to_torchvision_state_dict(torch_named_net(model))
         except ValueError as e:

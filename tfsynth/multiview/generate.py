@@ -1,7 +1,7 @@
 """Multi-view renders of meshes for DPC shape & pose (the reference's ShapeNet renders, seed 002 §2.4) (TF-free).
 
-Per model: the mesh is centred and fitted in the unit cube (bounding box centre at the origin, longest side 1), then
-rendered from `views` cameras at azimuth U[0, 360) and elevation U[-20, 40] degrees, distance 2, with the DPC
+Per model: the mesh is centred and fitted in the view sphere (bounding box centre at the origin, farthest vertex at
+distance 0.5, so that every view sees the whole model: `fit_view_sphere`), then rendered from `views` cameras at azimuth U[0, 360) and elevation U[-20, 40] degrees, distance 2, with the DPC
 camera (focal length 1.875 on an image plane of width 1, i.e. a vertical field of view of 29.86 degrees) and a
 random number of point lights at random positions. Per view: RGB on white, mask, depth (eye-space distance along
 the viewing axis, 0 on the background), the 4x4 camera-to-world extrinsic (OpenGL axes), the camera position and
@@ -10,12 +10,13 @@ Per model: ~100k points sampled on the faces, voxel-downsampled at 0.01 as the r
 
 Sources: 'procedural' (ProcSynthDB meshes from `tfsynth.shapes.procedural`), 'shapenet' (a local ShapeNetCore v1
 or v2 folder and a synset; the DRC split files when given, else a seeded split by model id) or 'folder' (any mesh
-files: obj, ply, glb, off). A model is a pure function of (config, split, model key); rendering runs in TF-free
+files: obj, ply, glb, off; only the readable ones are split, see `folder_split`). A model is a pure function of (config, split, model key); rendering runs in TF-free
 workers (`tfsynth.render.pool`).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import hashlib
 import os
@@ -29,6 +30,7 @@ from tfsynth.png import encode_png
 
 MESH_EXTENSIONS = (".obj", ".ply", ".glb", ".off")
 SPLITS = ("train", "validation", "test")
+VIEW_RADIUS = 0.5  # models are scaled into the sphere of this radius about their bounding-box centre
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,13 @@ class MultiviewConfig:
     gt_voxel: float = 0.01  # voxel size of the ground-truth downsampling (0 = keep all)
     max_models: int = 0  # cap per split for shapenet / folder (0: all)
     seed: int = 0
+
+    def __post_init__(self):
+        half = np.arctan(0.5 / self.focal_length)
+        if VIEW_RADIUS > self.camera_distance * np.sin(half) + 1e-12:
+            raise ValueError(f"camera_distance {self.camera_distance} with focal_length {self.focal_length} sees only "
+                             f"a sphere of radius {self.camera_distance * np.sin(half):.3f}; models are fitted into "
+                             f"radius {VIEW_RADIUS}: increase camera_distance or focal_length")
 
     @property
     def yfov(self) -> float:
@@ -98,15 +107,72 @@ def list_models(config: MultiviewConfig, split: str) -> list[tuple[str, str]]:
         out = [(i, _shapenet_mesh(config.mesh_dir, config.synset, i)) for i in ids]
         out = [(i, p) for i, p in out if p]
     elif config.source == "folder":
-        if not os.path.isdir(config.mesh_dir):
-            raise FileNotFoundError(f"{config.mesh_dir}: no such mesh folder")
-        files = sorted(f for f in glob.glob(os.path.join(config.mesh_dir, "**", "*"), recursive=True)
-                       if f.lower().endswith(MESH_EXTENSIONS))
-        keys = [os.path.relpath(f, config.mesh_dir) for f in files]
-        out = [(k, f) for k, f in zip(keys, files) if _seeded_split(k, config.seed, config.split_fractions) == split]
+        out = folder_split(config)[split]
     else:
         raise ValueError(f"unknown source {config.source!r}; valid: procedural, shapenet, folder")
     return out[: config.max_models or None]
+
+
+def _split_hash(model_id: str, seed: int) -> float:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{model_id}".encode()).digest()[:8], "little") / 2 ** 64
+
+
+@functools.lru_cache(maxsize=None)
+def _unreadable_reason(path: str, mtime_ns: int, size: int) -> Optional[str]:
+    """Why the mesh file cannot be rendered (None: it can); cached per file version."""
+    try:
+        vertices, _, _ = load_mesh(path)
+        fit_view_sphere(vertices)
+    except ValueError as err:
+        return str(err).replace(f"{path}: ", "")
+    return None
+
+
+def folder_meshes(config: MultiviewConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """([(key, path)] of the readable meshes, [(key, reason)] of the unreadable ones) of a 'folder' source, sorted
+    by key (the path relative to mesh_dir)."""
+    if not os.path.isdir(config.mesh_dir):
+        raise FileNotFoundError(f"{config.mesh_dir}: no such mesh folder")
+    files = sorted(f for f in glob.glob(os.path.join(config.mesh_dir, "**", "*"), recursive=True)
+                   if f.lower().endswith(MESH_EXTENSIONS))
+    readable, skipped = [], []
+    for path in files:
+        key = os.path.relpath(path, config.mesh_dir)
+        stat = os.stat(path)
+        reason = _unreadable_reason(path, stat.st_mtime_ns, stat.st_size)
+        if reason:
+            skipped.append((key, reason))
+        else:
+            readable.append((key, path))
+    return readable, skipped
+
+
+def split_counts(n: int, fractions) -> tuple[int, ...]:
+    """Models per split (train, validation, test) for `n` readable models: validation and test get round(f n) each,
+    at least 1 where their fraction is > 0; train gets the rest (at least 1 where its fraction is > 0)."""
+    f = np.asarray(fractions, np.float64) / np.sum(fractions)
+    val, test = (max(1, int(round(f[i] * n))) if f[i] > 0 else 0 for i in (1, 2))
+    return n - val - test, val, test
+
+
+def folder_split(config: MultiviewConfig) -> dict[str, list[tuple[str, str]]]:
+    """The split of a mesh folder: only readable meshes are split. They are ordered by a seeded hash of their key
+    and cut by `split_counts` (train first), so every split with a fraction > 0 gets at least one mesh; a folder
+    too small for that raises ValueError in one line with the counts (3 readable meshes are enough for the default
+    fractions). The split depends on the folder's readable files and the seed only, not on the worker count."""
+    readable, skipped = folder_meshes(config)
+    counts = split_counts(len(readable), config.split_fractions)
+    wanted = [name for name, frac in zip(SPLITS, config.split_fractions) if frac > 0]
+    if min(c for c, frac in zip(counts, config.split_fractions) if frac > 0) < 1 or counts[0] < 0:
+        raise ValueError(f"mesh folder {config.mesh_dir}: {len(readable)} readable meshes ({len(skipped)} unreadable "
+                         f"of {len(readable) + len(skipped)}) cannot give {', '.join(wanted)} at least one each; "
+                         f"needs {len(wanted)} readable meshes")
+    ordered = sorted(readable, key=lambda item: (_split_hash(item[0], config.seed), item[0]))
+    out, start = {}, 0
+    for name, count in zip(SPLITS, counts):
+        out[name] = sorted(ordered[start:start + count])
+        start += count
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------- meshes
@@ -114,6 +180,22 @@ def list_models(config: MultiviewConfig, split: str) -> list[tuple[str, str]]:
 def _rng(config: MultiviewConfig, split: str, key: str, stream: int) -> np.random.Generator:
     digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
     return np.random.default_rng(np.random.SeedSequence([config.seed, SPLITS.index(split), digest, stream]))
+
+
+def fit_view_sphere(vertices) -> np.ndarray:
+    """Bounding box centred at the origin, scaled so that the farthest vertex is at distance VIEW_RADIUS (0.5).
+
+    Whatever the camera's azimuth and elevation, the camera looks at the origin, so the model stays inside the
+    view cone when the sphere does: VIEW_RADIUS <= camera_distance * sin(yfov / 2) (2 * 0.2577 = 0.515 for the DPC
+    camera; `MultiviewConfig` checks it). Fitting the longest side to 1 (`fit_unit_cube`) does not: a wide mesh
+    reaches 0.71 (square) to 0.87 (cube corners) from the centre and was cut by the image border."""
+    v = np.asarray(vertices, np.float64)
+    lo, hi = v.min(0), v.max(0)
+    centred = v - (lo + hi) / 2
+    radius = float(np.max(np.linalg.norm(centred, axis=1))) if len(v) else 0.0
+    if not np.isfinite(radius) or radius <= 0:
+        raise ValueError("degenerate mesh: zero or non-finite extent")
+    return centred * (VIEW_RADIUS / radius)
 
 
 def fit_unit_cube(vertices) -> np.ndarray:
@@ -185,7 +267,7 @@ def render_model(config: MultiviewConfig, split: str, key: str, path: str = "") 
     from tfsynth.shapes.geometry import sample_surface
 
     vertices, faces, colors = model_mesh(config, split, key, path)
-    vertices = fit_unit_cube(vertices)
+    vertices = fit_view_sphere(vertices)
     rng = _rng(config, split, key, 0)
     base = tuple(rng.uniform(0.3, 0.9, 3)) + (1.0,) if colors is None else (1.0, 1.0, 1.0, 1.0)
     mesh = RenderMesh(vertices, faces, vertex_colors=colors, base_color=base, key=None)

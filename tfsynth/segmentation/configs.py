@@ -79,7 +79,7 @@ class SegmentConfig:
     eval_before_training: bool = True  # also evaluate the initial model (epoch 0 of the curves, as the seed's code)
     num_overlays: int = 4  # validation images whose predicted masks go to TensorBoard every epoch
     ci_alpha: float = 0.05  # confidence level of the intervals: 1 - ci_alpha
-    keep_checkpoints: int = 1  # newest per-epoch checkpoints kept per stage
+    keep_checkpoints: int = 2  # newest per-epoch checkpoints kept per stage
     seed: int = 1  # data order, augmentation and initialisation all derive from it
 
     def __post_init__(self):
@@ -104,12 +104,24 @@ class SegmentConfig:
             problems.append("nothing to train: finetune_data and pretrain_data are both empty")
         if problems:
             raise ConfigError("; ".join(problems))
+        config_flags.check_ranges(self, SEGMENT_RANGES)  # every other field with a valid range, one line
 
     def replace(self, **overrides) -> "SegmentConfig":
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
+SEGMENT_RANGES = {
+    "shuffle_buffer": ">= 1", "train_min_size": ">= 1", "train_max_size": ">= 1", "hflip_prob": "[0, 1]",
+    "crop_size": ">= 0", "eval_size": ">= 0", "std": "> 0", "aux_weight": ">= 0", "aux_lr_mult": "> 0",
+    "transfer": "{backbone, matching}", "dilated_conv": "{auto, native, im2col}", "batch_size": ">= 1",
+    "pretrain_epochs": ">= 0", "epochs": ">= 0", "lr": "> 0", "lr_schedule": "{constant, poly}", "lr_power": "> 0",
+    "momentum": "[0, 1)", "weight_decay": ">= 0", "eval_batch_size": ">= 1", "num_overlays": ">= 0",
+    "ci_alpha": "(0, 1)", "keep_checkpoints": ">= 1",
+}
 
 
 def holm2022() -> SegmentConfig:

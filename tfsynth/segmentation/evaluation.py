@@ -99,7 +99,9 @@ def evaluate_saved_model(model_path: str, data_spec: str, split: str = "validati
 
     if not tf.io.gfile.exists(model_path):
         raise FileNotFoundError(f"no model at {model_path}")
-    model = keras.models.load_model(model_path, compile=False)
+    from tfsynth.models.files import load_keras_model
+
+    model = load_keras_model(model_path, "model")  # ModelFileError (a ValueError) says what a bad file is
     data = pipeline.load_data(data_spec, split, data_dir=data_dir)
     outputs = model.output["out"] if isinstance(model.output, dict) else model.output
     if outputs.shape[-1] != data.num_classes:

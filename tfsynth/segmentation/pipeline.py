@@ -25,7 +25,7 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfsynth.input.datasets import (DataSource, DataSpecError, beam_download_config, parse_data_spec,
+from tfsynth.input.datasets import (DataSource, DataSpecError, beam_download_config, build_dataset, parse_data_spec,
                                     resolve_source)
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -63,7 +63,7 @@ def _build(builder, source: DataSource, data_dir: Optional[str], manual_dir: Opt
     config = beam_download_config()
     if manual_dir:
         config = dataclasses.replace(config, manual_dir=manual_dir)
-    builder.download_and_prepare(download_config=config)
+    build_dataset(builder, config)  # a failed build: its last line only (DataSpecError)
 
 
 def load_data(spec: str, split: str, data_dir: Optional[str] = None, auto_build: bool = False,

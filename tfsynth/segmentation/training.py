@@ -41,7 +41,12 @@ from tfsynth.segmentation.metrics import METRICS
 from tfsynth.segmentation.optim import GroupLRSGD, PolySchedule
 from tfsynth.training import callbacks as cb
 from tfsynth.training.checkpoint import (EpochCheckpoint, atomic_save_model, atomic_write, atomic_write_text,
-                                         latest_checkpoint, restore_checkpoint)
+                                         latest_checkpoint, latest_intact_checkpoint, restore_checkpoint)
+from tfsynth.workdir import check_resume_config
+
+# Fields that may differ from the run's config.json on --resume (the others fix data, models and optimiser state).
+RESUME_MAY_CHANGE = ("auto_build", "coco_dir", "dilated_conv", "jit_compile", "eval_batch_size", "num_overlays",
+                     "ci_alpha", "keep_checkpoints")
 
 OVERLAY_SIZE = 128  # display height of each overlay row in TensorBoard
 WEIGHTS_NPZ = "weights_torchvision.npz"  # final weights of a stage in torchvision's fcn_resnet50 state_dict layout
@@ -210,7 +215,7 @@ def run_stage(stage: Stage, config: SegmentConfig, workdir: str, *, data_dir: Op
         "train": train_data.as_dict(), "eval": eval_data.as_dict()}, indent=2))
 
     ckpt_dir = os.path.join(stage_dir, "checkpoints")
-    latest = latest_checkpoint(ckpt_dir)
+    latest = latest_intact_checkpoint(ckpt_dir)  # a damaged newest checkpoint is named and skipped
     initial_epoch = min(latest[0], stage.epochs) if latest else 0
     train_ds, steps = pipeline.train_dataset(
         train_data, batch_size=config.batch_size, seed=config.seed, epochs=stage.epochs, initial_epoch=initial_epoch,
@@ -303,12 +308,8 @@ def run(config: SegmentConfig, workdir: str, *, resume: bool = False, data_dir: 
     if not resume and (os.path.exists(config_path) or os.path.exists(results_path)):
         raise FileExistsError(f"{workdir} already holds a run (config.json); pass --resume to continue it or choose "
                               "another --workdir")
-    if resume and os.path.exists(config_path):
-        saved = _read_json(config_path)["config"]
-        changed = {k: (saved.get(k), v) for k, v in config.to_dict().items() if saved.get(k) != v}
-        if changed:
-            print(f"WARNING: resuming with a config that differs from {config_path}: "
-                  + ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()), flush=True)
+    if resume:
+        check_resume_config(workdir, config.to_dict(), RESUME_MAY_CHANGE, key="config")
     os.makedirs(workdir, exist_ok=True)
     atomic_write_text(config_path, json.dumps({"config": config.to_dict(), "stages": [s.name for s in stages]},
                                               indent=2))

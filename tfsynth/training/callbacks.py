@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import os
 from typing import Callable, Mapping, Optional
 
@@ -10,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from tfsynth.input.augment import image_grid
-from tfsynth.training.checkpoint import atomic_write_text
+from tfsynth.training.checkpoint import atomic_write
 
 
 class EpochLearningRate(keras.callbacks.Callback):
@@ -76,16 +75,27 @@ def write_hparams(log_dir: str, config: Mapping, trial_id: Optional[str] = None,
 
 
 def truncate_csv_history(path: str, initial_epoch: int) -> None:
-    """Drops rows with epoch >= initial_epoch (written before a kill, redone after resume) from a CSVLogger file."""
+    """Drops rows with epoch >= initial_epoch (written before a kill, redone after resume) from a CSVLogger file.
+
+    The lines kept are kept byte for byte (CSVLogger ends lines with \\r\\n, and the rows appended after a resume
+    do too), so a resumed run's history.csv is byte-identical to an uninterrupted one's."""
     if not os.path.exists(path):
         return
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-        fieldnames = list(rows[0].keys()) if rows else None
-    if fieldnames is None:
+    with open(path, "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+    if not lines:
         return
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fieldnames, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(r for r in rows if int(r["epoch"]) < initial_epoch)
-    atomic_write_text(path, out.getvalue())
+    header = next(csv.reader([lines[0].decode("utf-8")]))
+    if "epoch" not in header:
+        return
+    column = header.index("epoch")
+    kept = [lines[0]]
+    for line in lines[1:]:
+        row = next(csv.reader([line.decode("utf-8")]), [])
+        if len(row) > column and row[column].strip().lstrip("-").isdigit() and int(row[column]) < initial_epoch:
+            kept.append(line)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(b"".join(kept))
+    atomic_write(path, write)

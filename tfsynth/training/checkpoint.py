@@ -1,6 +1,7 @@
 """Atomic per-epoch checkpoints: `<dir>/ckpt-epoch0007.keras` holds the model, optimizer state and step count
 after 7 completed epochs. Each is written under a temporary name and renamed (os.replace), so a file with the
-final name is always complete; only the newest `keep` checkpoints are kept.
+final name is always complete; only the newest `keep` checkpoints are kept (two by default in the configs, so that a
+damaged newest checkpoint still leaves one to resume from: `latest_intact_checkpoint`).
 """
 from __future__ import annotations
 
@@ -34,6 +35,32 @@ def list_checkpoints(directory: str) -> list[tuple[int, str]]:
 def latest_checkpoint(directory: str) -> Optional[tuple[int, str]]:
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def latest_intact_checkpoint(directory: str) -> Optional[tuple[int, str]]:
+    """The newest checkpoint that is a complete .keras archive; damaged newer ones are named and skipped.
+
+    A file with the final name is complete when this module wrote it (atomic rename), but a disk, a copy or a user
+    can still truncate it. Raises tfsynth.workdir.WorkdirError, naming every damaged file, when no checkpoint is
+    intact."""
+    from tfsynth.models.files import ModelFileError, check_keras_file
+    from tfsynth.workdir import WorkdirError
+
+    damaged = []
+    for epoch, path in reversed(list_checkpoints(directory)):
+        try:
+            check_keras_file(path, "checkpoint")
+        except ModelFileError as err:
+            print(f"WARNING: {err}; skipping it", flush=True)
+            damaged.append(path)
+            continue
+        if damaged:
+            print(f"Resuming from the newest intact checkpoint, {path}", flush=True)
+        return epoch, path
+    if damaged:
+        raise WorkdirError(f"--resume: no intact checkpoint in {directory}: {', '.join(damaged)} "
+                           f"{'is' if len(damaged) == 1 else 'are'} damaged; start a new run (another --workdir)")
+    return None
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -100,15 +127,20 @@ class EpochCheckpoint(keras.callbacks.Callback):
         save_checkpoint(self.model, self.directory, epoch + 1, keep=self.keep)
 
 
-def prepare_workdir(workdir: str, config: dict, resume: bool) -> str:
+def prepare_workdir(workdir: str, config: dict, resume: bool, may_change=("keep_checkpoints",)) -> str:
     """Creates `workdir`, refuses to start over an existing run unless resuming, writes config.json.
 
+    On resume, fields outside `may_change` that differ from the run's config.json stop it (WorkdirError, one line).
     Returns the checkpoint directory (`<workdir>/checkpoints`)."""
     import json
+
+    from tfsynth.workdir import check_resume_config
 
     os.makedirs(workdir, exist_ok=True)
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not resume and os.path.exists(ckpt_dir) and os.listdir(ckpt_dir):
         raise FileExistsError(f"{workdir} already holds a run; pass --resume or choose a new --workdir")
+    if resume and os.path.exists(ckpt_dir) and os.listdir(ckpt_dir):
+        check_resume_config(workdir, config, may_change)
     atomic_write_text(os.path.join(workdir, "config.json"), json.dumps(config, indent=2))
     return ckpt_dir

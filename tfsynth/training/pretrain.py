@@ -3,7 +3,7 @@
 `run(config, workdir)` is everything `python -m train.pretrain` does. The workdir holds::
 
     config.json              the PretrainConfig of the run (written when it starts)
-    checkpoints/ckpt-epochNNNN.keras   model + optimizer state after NNNN epochs (atomic; newest kept)
+    checkpoints/ckpt-epochNNNN.keras   model + optimizer state after NNNN epochs (atomic; newest 2 kept)
     history.csv              one row per epoch: loss, top1, top5, learning_rate (+ val_*)
     logs/                    TensorBoard: train/ and validation/ scalars, image grids, hparams
     model.keras              the trained classifier (normalisation + ResNet + fc), with optimizer state; load it
@@ -30,9 +30,10 @@ from tfsynth.input.augment import decode_rgb
 from tfsynth.models.classifier import backbone_from_classifier, build_classifier
 from tfsynth.training import callbacks as cb
 from tfsynth.training.checkpoint import (EpochCheckpoint, atomic_save_model, atomic_write_text, latest_checkpoint,
-                                         restore_checkpoint)
+                                         latest_intact_checkpoint, restore_checkpoint)
 from tfsynth.training.optim import MultiStepSchedule, TorchSGD
 from tfsynth.training.pretrain_configs import STRATEGIES, PretrainConfig
+from tfsynth.workdir import check_resume_config
 
 
 def make_strategy(name: str, tpu: Optional[str] = None) -> tf.distribute.Strategy:
@@ -120,15 +121,10 @@ def _read_history(path: str) -> list[dict]:
                 for row in csv.DictReader(f)]
 
 
-def _check_resume_config(path: str, config: PretrainConfig) -> None:
-    if not os.path.exists(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
-    changed = {k: (saved.get(k), v) for k, v in config.to_dict().items() if saved.get(k) != v}
-    if changed:
-        print(f"WARNING: resuming with a config that differs from {path}: "
-              + ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()), flush=True)
+# Config fields that may differ from the checkpointed run's config.json on --resume (the others fix the data order,
+# the model or the optimizer state that the checkpoint holds).
+RESUME_MAY_CHANGE = ("epochs", "lr_milestones", "lr_gamma", "eval_split", "eval_batch_size", "validation_freq",
+                     "keep_checkpoints", "auto_build")
 
 
 @dataclasses.dataclass
@@ -159,6 +155,9 @@ def prepare_run(config, workdir: str, *, resume: bool = False, strategy: str = "
     if not resume and (latest or os.path.exists(results_path)):
         raise FileExistsError(f"{workdir} already holds a run ({'checkpoints' if latest else 'results.json'}); "
                               "pass --resume to continue it or choose another --workdir")
+    if resume:
+        check_resume_config(workdir, config.to_dict(), RESUME_MAY_CHANGE)
+        latest = latest_intact_checkpoint(ckpt_dir)  # a truncated newest checkpoint is named and skipped
 
     if config.deterministic:
         make_deterministic()
@@ -244,8 +243,8 @@ def fit_classifier(setup: RunSetup, config, train_mix: datasets.Mixture, eval_mi
             cb.write_hparams(log_dir, config.to_dict() if hparams is None else hparams,
                              trial_id=trial_id or os.path.basename(workdir), write_config=hparams_config)
             cb.write_image_grids(os.path.join(log_dir, "train"), _sample_grids(train_ds, train_mix))
-        else:
-            _check_resume_config(os.path.join(workdir, "config.json"), config)
+        else:  # prepare_run has compared it with the run's config.json; record the allowed changes
+            atomic_write_text(os.path.join(workdir, "config.json"), json.dumps(config.to_dict(), indent=2))
         if os.path.exists(results_path):  # a finished run being extended is no longer finished
             os.remove(results_path)
         cb.truncate_csv_history(history_path, initial_epoch)

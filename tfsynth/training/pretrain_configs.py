@@ -56,15 +56,28 @@ class PretrainConfig:
     # --- evaluation / bookkeeping ---
     eval_batch_size: int = 256  # batch for the held-out evaluation
     validation_freq: int = 1  # evaluate eval_split every N epochs during training (0: only at the end)
-    keep_checkpoints: int = 1  # newest per-epoch checkpoints kept in <workdir>/checkpoints
+    keep_checkpoints: int = 2  # newest per-epoch checkpoints kept in <workdir>/checkpoints
     seed: int = 1  # data order, crops and initialisation all derive from it
     deterministic: bool = True  # deterministic ops + 1 inter-op thread (cf. cudnn.deterministic); bitwise for ResNet-18 on CPU
+
+    def __post_init__(self):
+        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
+        config_flags.check_ranges(self, PRETRAIN_RANGES)
 
     def replace(self, **overrides) -> "PretrainConfig":
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
+PRETRAIN_RANGES = {
+    "crop_size": ">= 1", "shuffle_buffer": ">= 1", "batch_size": ">= 1", "epochs": ">= 1", "lr": "> 0",
+    "lr_milestones": ">= 1", "lr_gamma": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0", "eval_batch_size": ">= 1",
+    "validation_freq": ">= 0", "keep_checkpoints": ">= 1", "std": "> 0",
+    "arch": "{resnet18, resnet34, resnet50, resnet101, resnet152}",
+}
 
 
 def default() -> PretrainConfig:

@@ -62,9 +62,14 @@ class FinetuneConfig:
     # --- evaluation / bookkeeping ---
     eval_batch_size: int = 512  # batch for the held-out evaluation (official test batch)
     validation_freq: int = 1  # evaluate eval_split every N epochs during training (0: only at the end)
-    keep_checkpoints: int = 1  # newest per-epoch checkpoints kept in <workdir>/checkpoints
+    keep_checkpoints: int = 2  # newest per-epoch checkpoints kept in <workdir>/checkpoints
     seed: int = 1  # data order, crops and head initialisation derive from it; one run per seed
     deterministic: bool = True  # deterministic ops + 1 inter-op thread: runs repeat bitwise
+
+    def __post_init__(self):
+        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
+        config_flags.check_ranges(self, FINETUNE_RANGES)
+        self.validate()
 
     def replace(self, **overrides) -> "FinetuneConfig":
         return dataclasses.replace(self, **overrides)
@@ -84,6 +89,15 @@ class FinetuneConfig:
         if any(v < 0 for v in self.grid_wd) or self.weight_decay < 0:
             raise ConfigError("weight decays must be >= 0")
         return self
+
+
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
+FINETUNE_RANGES = {
+    "crop_size": ">= 1", "shuffle_buffer": ">= 1", "batch_size": ">= 1", "epochs": ">= 1", "lr": "> 0",
+    "lr_milestones": ">= 1", "lr_gamma": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0", "eval_batch_size": ">= 1",
+    "validation_freq": ">= 0", "keep_checkpoints": ">= 1", "std": "> 0",
+    "resize": ">= 0", "cv_folds": ">= 0",
+}
 
 
 def default() -> FinetuneConfig:

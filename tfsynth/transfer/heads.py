@@ -163,10 +163,12 @@ def load_source(source: Source) -> tuple[str, dict, Optional[tuple]]:
     if path.lower().endswith(".keras"):
         import tfsynth.training.optim  # noqa: F401 - registers TorchSGD (model.keras files keep their optimizer)
 
+        from tfsynth.models.files import ModelFileError, load_keras_model
+
         try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as e:  # noqa: BLE001 - not a Keras file, or one needing unknown custom objects
-            raise SourceError(f"cannot load the Keras model {path}: {type(e).__name__}: {e}") from None
+            model = load_keras_model(path, "--backbone" if source.kind == "backbone" else "--weights")
+        except ModelFileError as e:  # not a Keras file, a damaged one, or one needing unknown custom objects
+            raise SourceError(str(e)) from None
         try:
             state_dict = reference_nets.to_torchvision_state_dict(network_of(model))
         except ValueError as e:
