@@ -81,7 +81,7 @@ def tiny() -> ExperimentConfig:
         pretrain={**arch, "resize": 40, "crop_size": 32, "batch_size": 8, "eval_batch_size": 32, "lr": 0.01,
                   "shuffle_buffer": 256, "validation_freq": 0},
         pretrain_examples=32, milestones=(0.5,), target="digits/32px",
-        finetune={**arch, "resize": 0, "crop_size": 28, "batch_size": 32, "eval_batch_size": 256, "lr": 0.01,
+        finetune={**arch, "resize": 0, "crop_size": 28, "batch_size": 16, "eval_batch_size": 256, "lr": 0.01,
                   "shuffle_buffer": 2048, "validation_freq": 0, "train_split": "train[:128]",
                   "eval_split": "test[:64]"},
         regimes=(Regime(0, 1, ()), Regime(3, 2, (1,))), seeds=(1, 2), neural_image_size=32)
@@ -95,21 +95,21 @@ def small() -> ExperimentConfig:
     - network: ResNet-18 (the paper: ResNet-50), images resized to 40 px and randomly cropped to 32 px (the paper:
       224 crops of 362 px);
     - pre-training: batch 64, LR 0.025 (the recipe's 0.1 at batch 256, linearly scaled), SGD momentum 0.9,
-      weight decay 1e-4, LR x0.1 at 2/3 and 5/6 of training, 40,000 examples seen per source (~20 epochs of a
+      weight decay 1e-4, LR x0.1 at 2/3 and 5/6 of training, 32,000 examples seen per source (16 epochs of a
       2,000-image source; the paper: 90 epochs of 1M images); 10 % of each source held out for a sanity top-1;
     - target: sklearn's handwritten digits at 32 px (the paper: CIFAR, ImageNet-100, Places, ...; nothing can be
-      downloaded here), 28 px random crops, batch 32, LR 0.01, full data (1,438 images, 4 epochs) and 50 / 10
-      images per class (10 / 30 epochs), 5 fine-tuning seeds.
+      downloaded here), 28 px random crops, batch 32, LR 0.01 (x0.1 for the last quarter), full data (1,438 images,
+      3 epochs) and 50 / 10 images per class (8 / 25 epochs), 5 fine-tuning seeds.
     """
     arch = {"arch": "resnet18"}
     return ExperimentConfig(
         scale="small", sources=SOURCES,
         pretrain={**arch, "resize": 40, "crop_size": 32, "batch_size": 64, "eval_batch_size": 256, "lr": 0.025,
                   "shuffle_buffer": 4096, "validation_freq": 0},
-        pretrain_examples=40_000, milestones=(2 / 3, 5 / 6), target="digits/32px",
+        pretrain_examples=32_000, milestones=(2 / 3, 5 / 6), target="digits/32px",
         finetune={**arch, "resize": 0, "crop_size": 28, "batch_size": 32, "eval_batch_size": 512, "lr": 0.01,
                   "shuffle_buffer": 2048, "validation_freq": 0},
-        regimes=(Regime(0, 4, (3,)), Regime(50, 10, (7,)), Regime(10, 30, (20,))), seeds=(1, 2, 3, 4, 5))
+        regimes=(Regime(0, 3, (2,)), Regime(50, 8, (6,)), Regime(10, 25, (18,))), seeds=(1, 2, 3, 4, 5))
 
 
 CONFIGS: dict[str, Callable[[], ExperimentConfig]] = {"tiny": tiny, "small": small}
@@ -310,7 +310,7 @@ def stage_filters(config: ExperimentConfig, workdir: str) -> None:
 
     argv = [f"--model={s}={backbone_path(workdir, s)}" for s in config.sources]
     scratch_model = os.path.join(finetune_dir(workdir, SCRATCH, config.regimes[0], config.seeds[0]), "model.keras")
-    argv += [f"--model=scratch (fine-tuned)={scratch_model}", f"--out={os.path.join(workdir, 'filters')}"]
+    argv += [f"--model=scratch_finetuned={scratch_model}", f"--out={os.path.join(workdir, 'filters')}"]
     filters.main(argv)
     _release_tf_memory()
 

@@ -22,8 +22,8 @@ def test_configs_and_specs():
     assert bf.datasets_of(bf.tiny())[-1] == "digits/32px"
     # every source sees about the same number of pre-training examples; milestones at 2/3 and 5/6
     pc = bf.pretrain_config(small, "fractal", 3600)
-    assert pc.epochs == 11 and pc.lr_milestones == (7, 9) and pc.arch == "resnet18" and pc.resize == 40
-    assert bf.pretrain_config(small, "procsynth", 1800).epochs == 22
+    assert pc.epochs == 9 and pc.lr_milestones == (6, 8) and pc.arch == "resnet18" and pc.resize == 40
+    assert bf.pretrain_config(small, "procsynth", 1800).epochs == 18
 
 
 @pytest.mark.slow
@@ -48,10 +48,9 @@ def test_tiny_chain_runs_reports_and_resumes(tmp_path):
     assert len(results["probe_runs"]) == n_runs
     for name in ("results.md", "accuracy_vs_images.png", "probe_vs_images.png", "filters.png"):
         assert os.path.exists(os.path.join(workdir, "report", name)), name
-    # low data really is low data: 3 images per class of 10 classes, batch 32 -> 0 full batches is refused,
-    # so the tiny regime's run trained on exactly 30 images
+    # low data really is low data: 3 images per class of 10 classes, i.e. one batch of 16 per epoch
     low = json.load(open(os.path.join(bf.finetune_dir(workdir, "scratch", config.regimes[1], 1), "results.json")))
-    assert low["transfer"]["images_per_class"] == 3
+    assert low["transfer"]["images_per_class"] == 3 and low["optimizer_steps"] == 2  # 2 epochs x 1 step
     # a rerun finds every stage done and retrains nothing
     stamp = os.path.getmtime(os.path.join(workdir, "pretrain", config.sources[0], "results.json"))
     second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
