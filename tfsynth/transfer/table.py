@@ -286,26 +286,28 @@ def build_table(records: Sequence[RunRecord]) -> TransferTable:
 
 # --- outputs ------------------------------------------------------------------------------------------------------
 
-def _markdown_grid(table: TransferTable, rows: Sequence[str], text) -> list[str]:
-    lines = ["| pre-training | " + " | ".join(table.columns) + " |", "|" + "---|" * (len(table.columns) + 1)]
+def _markdown_grid(table: TransferTable, rows: Sequence[str], text, row_header: str) -> list[str]:
+    lines = [f"| {row_header} | " + " | ".join(table.columns) + " |", "|" + "---|" * (len(table.columns) + 1)]
     for row in rows:
         texts = [text(row, c) for c in table.columns]
         lines.append(f"| {row} | " + " | ".join(texts) + " |")
     return lines
 
 
-def markdown(table: TransferTable, caption: str = "") -> str:
-    """The top-1 table, then (when any row has a scratch baseline) the paired differences to scratch."""
+def markdown(table: TransferTable, caption: str = "", paired_caption: str = "",
+             row_header: str = "pre-training") -> str:
+    """The top-1 table, then (when any row has a scratch baseline) the paired differences to scratch, introduced
+    by `paired_caption` (default: a sentence saying what is subtracted)."""
     lines = ([caption, ""] if caption else []) + _markdown_grid(
-        table, table.rows, lambda r, c: table.cell(r, c).text() if table.cell(r, c) else "–")
+        table, table.rows, lambda r, c: table.cell(r, c).text() if table.cell(r, c) else "–", row_header)
     paired_rows = [row for row in table.rows if row in table.baselines]
     if any(key[0] in paired_rows for key in table.paired):
         bases = sorted(set(table.baselines[r] for r in paired_rows))
-        lines += ["", f"Paired difference to {' / '.join(bases)} (percentage points): top-1 minus the scratch run "
-                      "of the same dataset, images per class and seed, mean ± 95 % CI (Student t) over the pairs.",
-                  ""]
+        lines += ["", paired_caption or (
+            f"Paired difference to {' / '.join(bases)} (percentage points): top-1 minus the scratch run of the same "
+            "dataset, images per class and seed, mean ± 95 % CI (Student t) over the pairs."), ""]
         lines += _markdown_grid(table, paired_rows, lambda r, c: table.paired_cell(r, c).text()
-                                if table.paired_cell(r, c) else "–")
+                                if table.paired_cell(r, c) else "–", row_header)
     return "\n".join(lines) + "\n"
 
 
