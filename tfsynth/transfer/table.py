@@ -440,7 +440,9 @@ def accuracy_vs_images(table: TransferTable, path: str) -> None:
     import matplotlib.pyplot as plt
 
     datasets = sorted({d for d, _ in table.column_keys.values()})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.0 * len(datasets), 3.8), dpi=120, squeeze=False)
+    many = len(table.rows) > 4  # legend beside the last panel, not over the lines
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.0 * len(datasets) + (2.5 if many else 0.0), 3.8),
+                             dpi=120, squeeze=False)
     for ax, downstream in zip(axes[0], datasets):
         columns = [c for c in table.columns if table.column_keys[c][0] == downstream]
         full_x, full_label = full_data_x(table, downstream)
@@ -464,7 +466,10 @@ def accuracy_vs_images(table: TransferTable, path: str) -> None:
         ax.set_ylabel("top-1 (%), mean ± 95 % CI")
         ax.set_title(downstream)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+    if many:
+        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     _save_figure(fig, path)
 
