@@ -121,6 +121,8 @@ def test_linear_probe_cli_on_tiny_digits(tiny, tmp_path, capsys):
               "test[:100]", "--crop_size", "8", "--out", str(tmp_path / "out")]
     with pytest.raises(ValueError, match="--images_per_class 40: class .* has only"):
         job.main(["--model", "scratch", "--images_per_class", "40", *common])  # before any forward pass
+    with pytest.raises(ValueError, match="--crop_size 9 is larger than the 8 x 8 images of digits/8px"):
+        job.main(["--model", "scratch", *common, "--crop_size", "9"])
     report = job.main(["--model", f"pre={run / 'backbone.keras'}", "--model", "scratch", "--images_per_class", "5,0",
                        "--seeds", "1,2", *common])
     out = capsys.readouterr().out

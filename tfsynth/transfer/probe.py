@@ -243,6 +243,11 @@ def run(models: Sequence[str], data: str, out: str, *, images_per_class: Sequenc
     start = time.time()
     train_mix = datasets.load_mixture(data, train_split, data_dir=data_dir, auto_build=auto_build)
     eval_mix = datasets.load_mixture(data, eval_split, data_dir=data_dir)
+    for source in train_mix.sources:  # a crop larger than the images fails deep inside tf.data otherwise
+        height, width = source.builder.info.features["image"].shape[:2]
+        if not resize and height and width and crop_size > min(height, width):
+            raise ValueError(f"--crop_size {crop_size} is larger than the {height} x {width} images of {data} "
+                             "(pass --resize to enlarge them first)")
     train_labels = np.concatenate(mixture_labels(train_mix))
     for k in sorted(set(images_per_class)):  # too few images of a class: say so before any forward pass
         for seed in seeds:
