@@ -35,6 +35,7 @@ from typing import Callable, Optional
 
 from tfsynth.cli import run_cli
 from tfsynth.stats import format_ci
+from tfsynth.transfer.table import regime_label
 from tfsynth.training import pretrain_configs
 
 SCRATCH = "scratch"
@@ -346,10 +347,6 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _regime_label(images_per_class: int) -> str:
-    return "full" if images_per_class == 0 else f"{images_per_class}/class"
-
-
 def paired_tables(runs: list[dict], baseline: str, sources: tuple[str, ...], regimes: tuple[int, ...]) -> dict:
     """Mean ± 95 % CI of each source per regime, and of its paired difference to `baseline` (same seed)."""
     from tfsynth.stats import mean_ci95
@@ -493,7 +490,7 @@ def _stats_rows(tables: dict, baseline: str, sources, regimes, paired: bool) -> 
 
 
 def _results_markdown(config, config_name, results, regimes, has_depth, neural_dir) -> str:
-    header = ["source"] + [_regime_label(i) for i in regimes] + ["n (min)"]
+    header = ["source"] + [regime_label(i) for i in regimes] + ["n (min)"]
     parts = [f"# Beyond Flatland at laptop scale: `{config_name}`", "",
              f"Command: `{results['command']}`  ",
              f"Commit: `{results['git_commit']}`  ",

@@ -1,24 +1,40 @@
-"""Summary statistics reported over seeds (TF-free): mean with a Student-t 95 % confidence half-width."""
+"""Summary statistics reported over seeds (TF-free): mean with a Student-t confidence half-width."""
 from __future__ import annotations
 
 import math
 from typing import Optional, Sequence
 
-from scipy import stats as _stats
+import numpy as np
+
+CONFIDENCE = 0.95
+
+
+def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, sample std (ddof 1), half-width of the `confidence` interval of the mean: Student t, n-1 dof).
+
+    std and half-width are NaN for fewer than two values."""
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        raise ValueError("no values")
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, math.nan, math.nan
+    from scipy import stats
+
+    std = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, values.size - 1) * std / math.sqrt(values.size))
+    return mean, std, half
 
 
 def mean_ci95(values: Sequence[float]) -> dict:
-    """{'n', 'mean', 'std' (ddof 1), 'ci95'}: the half-width t(0.975, n-1) * std / sqrt(n) of the 95 % confidence
-    interval of the mean; std and ci95 are None for fewer than two values, every field but n for none."""
+    """`mean_ci` at 95 % as a JSON-able dict {'n', 'mean', 'std', 'ci95'}; None where undefined (None values are
+    dropped)."""
     values = [float(v) for v in values if v is not None]
-    n = len(values)
-    if n == 0:
+    if not values:
         return {"n": 0, "mean": None, "std": None, "ci95": None}
-    mean = sum(values) / n
-    if n == 1:
-        return {"n": 1, "mean": mean, "std": None, "ci95": None}
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return {"n": n, "mean": mean, "std": std, "ci95": float(_stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)}
+    mean, std, half = mean_ci(values)
+    return {"n": len(values), "mean": mean, "std": None if math.isnan(std) else std,
+            "ci95": None if math.isnan(half) else half}
 
 
 def format_ci(stat: Optional[dict], digits: int = 1) -> str:
