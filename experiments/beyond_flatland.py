@@ -110,7 +110,7 @@ def small() -> ExperimentConfig:
         pretrain_examples=32_000, milestones=(2 / 3, 5 / 6), target="digits/32px",
         finetune={**arch, "resize": 0, "crop_size": 28, "batch_size": 32, "eval_batch_size": 512, "lr": 0.01,
                   "shuffle_buffer": 2048, "validation_freq": 0},
-        regimes=(Regime(0, 3, (2,)), Regime(50, 8, (6,)), Regime(10, 25, (18,))), seeds=(1, 2, 3, 4, 5))
+        regimes=(Regime(10, 25, (18,)), Regime(0, 3, (2,)), Regime(50, 8, (6,))), seeds=(1, 2, 3, 4, 5))
 
 
 CONFIGS: dict[str, Callable[[], ExperimentConfig]] = {"tiny": tiny, "small": small}
@@ -247,8 +247,9 @@ def stage_finetune(config: ExperimentConfig, workdir: str) -> dict:
     from tfsynth.transfer.heads import Source
 
     done = 0
-    for seed in config.seeds:  # seed-major: an interrupted run has every source for its first seeds
-        for regime in config.regimes:
+    # regime-major, then seed: an interrupted run has whole regimes (every source and seed) for its first regimes
+    for regime in config.regimes:
+        for seed in config.seeds:
             for source in (SCRATCH,) + config.sources:
                 run_dir = finetune_dir(workdir, source, regime, seed)
                 if os.path.exists(os.path.join(run_dir, "results.json")):
@@ -310,7 +311,8 @@ def stage_filters(config: ExperimentConfig, workdir: str) -> None:
     from eval import filters
 
     argv = [f"--model={s}={backbone_path(workdir, s)}" for s in config.sources]
-    scratch_model = os.path.join(finetune_dir(workdir, SCRATCH, config.regimes[0], config.seeds[0]), "model.keras")
+    full = next((r for r in config.regimes if r.images_per_class == 0), config.regimes[0])
+    scratch_model = os.path.join(finetune_dir(workdir, SCRATCH, full, config.seeds[0]), "model.keras")
     argv += [f"--model=scratch_finetuned={scratch_model}", f"--out={os.path.join(workdir, 'filters')}"]
     filters.main(argv)
     _release_tf_memory()
@@ -433,7 +435,7 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
     os.makedirs(out, exist_ok=True)
     stages = _read_json(os.path.join(workdir, "stages.json")) if os.path.exists(
         os.path.join(workdir, "stages.json")) else {}
-    regimes = tuple(r.images_per_class for r in config.regimes)
+    regimes = tuple(sorted((r.images_per_class for r in config.regimes), key=lambda i: i or float("inf")))
     runs = finetune_runs(config, workdir)
     transfer = paired_tables(runs, SCRATCH, config.sources, regimes)
     probe_path = os.path.join(workdir, "probe", "probe.json")
