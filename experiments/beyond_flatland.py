@@ -413,15 +413,17 @@ def _plot_depth(layer_csv: str, path: str) -> bool:
         rows = list(csv.DictReader(f))
     if not rows:
         return False
-    score_key = next(k for k in ("score", "predictivity", "ceiled_score", "raw_score") if k in rows[0])
-    regions = sorted({r["region"] for r in rows})
+    rows = [r for r in rows if r.get("metric", "pls") == "pls"]  # PLS predictivity (RSA rows are in the table)
+    score_key = "score"
+    order = ("V1", "V2", "V3", "V4", "IT")
+    regions = sorted({r["region"] for r in rows}, key=lambda r: (order.index(r) if r in order else len(order), r))
     fig, axes = plt.subplots(1, len(regions), figsize=(4 * len(regions), 3.5), squeeze=False)
     for ax, region in zip(axes[0], regions):
         for model in sorted({r["model"] for r in rows}):
             pts = [(r["layer"], float(r[score_key])) for r in rows if r["region"] == region and r["model"] == model]
             ax.plot(range(len(pts)), [v for _, v in pts], marker=".", label=model)
             ax.set_xticks(range(len(pts)), [n for n, _ in pts], rotation=90, fontsize=6)
-        ax.set_title(f"{region} ({score_key})")
+        ax.set_title(f"{region}: PLS predictivity (selection images)")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
