@@ -34,8 +34,6 @@ import time
 from typing import Callable, Optional
 
 from tfsynth.cli import run_cli
-from tfsynth.stats import format_ci
-from tfsynth.transfer.table import regime_label
 from tfsynth.training import pretrain_configs
 
 SCRATCH = "scratch"
@@ -328,74 +326,17 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def finetune_runs(config: ExperimentConfig, workdir: str) -> list[dict]:
-    """One entry per finished fine-tuning run: source, target, images_per_class, seed, top1 (percent)."""
-    runs = []
-    for source in (SCRATCH,) + config.sources:
-        for regime in config.regimes:
-            for seed in config.seeds:
-                path = os.path.join(finetune_dir(workdir, source, regime, seed), "results.json")
-                if not os.path.exists(path):
-                    continue
-                top1 = (_read_json(path).get("final_eval") or {}).get("top1")
-                runs.append({"source": source, "target": config.target, "images_per_class": regime.images_per_class,
-                             "seed": seed, "top1": None if top1 is None else round(100 * top1, 3)})
-    return runs
+def finetune_runs(records) -> list[dict]:
+    """results.json's `runs`: one entry per fine-tuning run (top-1 in percent)."""
+    return sorted(({"source": r.source, "target": r.downstream, "images_per_class": r.images_per_class,
+                    "seed": r.seed, "top1": round(100 * r.top1, 3)} for r in records),
+                  key=lambda r: (r["source"] != SCRATCH, r["source"], r["images_per_class"], r["seed"]))
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def _md_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def paired_tables(runs: list[dict], baseline: str, sources: tuple[str, ...], regimes: tuple[int, ...]) -> dict:
-    """Mean ± 95 % CI of each source per regime, and of its paired difference to `baseline` (same seed)."""
-    from tfsynth.stats import mean_ci95
-
-    by_key = {(r["source"], r["images_per_class"], r["seed"]): r["top1"] for r in runs if r["top1"] is not None}
-    cells, diffs = {}, {}
-    for source in (baseline,) + tuple(s for s in sources if s != baseline):
-        for ipc in regimes:
-            values = [v for (s, i, _), v in sorted(by_key.items()) if s == source and i == ipc]
-            cells[f"{source}|{ipc}"] = mean_ci95(values)
-            if source != baseline:
-                pairs = [by_key[(source, ipc, seed)] - by_key[(baseline, ipc, seed)]
-                         for (s, i, seed) in sorted(by_key) if s == source and i == ipc
-                         and (baseline, ipc, seed) in by_key]
-                diffs[f"{source}|{ipc}"] = mean_ci95(pairs)
-    return {"cells": cells, "paired_vs_" + baseline: diffs}
-
-
-def _plot_accuracy_vs_images(runs: list[dict], full_per_class: float, path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from tfsynth.stats import mean_ci95
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sources = sorted({r["source"] for r in runs}, key=lambda s: (s != SCRATCH, s))
-    for source in sources:
-        xs, ys, es = [], [], []
-        for ipc in sorted({r["images_per_class"] for r in runs}, key=lambda i: i or 1e9):
-            st = mean_ci95([r["top1"] for r in runs if r["source"] == source and r["images_per_class"] == ipc
-                            and r["top1"] is not None])
-            if st["n"]:
-                xs.append(ipc or full_per_class)
-                ys.append(st["mean"])
-                es.append(st["ci95"] or 0.0)
-        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=source,
-                    linestyle="--" if source == SCRATCH else "-", color="black" if source == SCRATCH else None)
-    ax.set_xscale("log")
-    ax.set_xlabel("training images per class (log; rightmost = full split)")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _plot_depth(layer_csv: str, path: str) -> bool:
@@ -432,29 +373,28 @@ def _plot_depth(layer_csv: str, path: str) -> bool:
 
 
 def stage_report(config: ExperimentConfig, workdir: str, config_name: str, command: str) -> dict:
-    """Writes <workdir>/report/: results.json, results.md and the plots (atomic: results.json last)."""
+    """Writes <workdir>/report/: results.json, results.md and the plots (results.json last). The tables are
+    eval.transfer's (fine-tuning) and eval.linear_probe's (probe), so they read exactly as those jobs print them."""
+    from tfsynth.transfer import probe as probe_lib
+    from tfsynth.transfer import table
+
     out = os.path.join(workdir, "report")
     os.makedirs(out, exist_ok=True)
-    stages = _read_json(os.path.join(workdir, "stages.json")) if os.path.exists(
-        os.path.join(workdir, "stages.json")) else {}
-    regimes = tuple(sorted((r.images_per_class for r in config.regimes), key=lambda i: i or float("inf")))
-    runs = finetune_runs(config, workdir)
-    transfer = paired_tables(runs, SCRATCH, config.sources, regimes)
+    stages_path = os.path.join(workdir, "stages.json")
+    stages = _read_json(stages_path) if os.path.exists(stages_path) else {}
+    transfer = table.write_report([os.path.join(workdir, "finetune")], os.path.join(out, "transfer"))
+    shutil.copy2(transfer["paths"]["accuracy_vs_images.png"], os.path.join(out, "accuracy_vs_images.png"))
     probe_path = os.path.join(workdir, "probe", "probe.json")
-    probe_runs = _read_json(probe_path)["runs"] if os.path.exists(probe_path) else []
-    probe_runs = [{**r, "source": r.get("model", r.get("source"))} for r in probe_runs]
-    probe = paired_tables(probe_runs, SCRATCH, config.sources, regimes) if probe_runs else {}
-    build = stages.get("build", {}).get("datasets", {})
-    target_info = build.get(config.target, {})
-    full_per_class = (target_info.get("train_examples", 0) / max(1, target_info.get("classes", 1))) or 100
-    _plot_accuracy_vs_images(runs, full_per_class, os.path.join(out, "accuracy_vs_images.png"),
-                             f"fine-tuning on {config.target} (mean ± 95 % CI over seeds)")
-    if probe_runs:
-        _plot_accuracy_vs_images(probe_runs, full_per_class, os.path.join(out, "probe_vs_images.png"),
-                                 f"linear probe on {config.target} (frozen features)")
-    for name, src in (("filters.png", os.path.join(workdir, "filters", "filters.png")),):
-        if os.path.exists(src):
-            shutil.copy2(src, os.path.join(out, name))
+    probe = _read_json(probe_path) if os.path.exists(probe_path) else None
+    probe_md = None
+    if probe:
+        table.accuracy_vs_images(table.build_table(probe_lib.records(probe["runs"], probe["models"])),
+                                 os.path.join(out, "probe_vs_images.png"))
+        with open(os.path.join(workdir, "probe", "probe.md"), encoding="utf-8") as f:
+            probe_md = f.read()
+    filters_png = os.path.join(workdir, "filters", "filters.png")
+    if os.path.exists(filters_png):
+        shutil.copy2(filters_png, os.path.join(out, "filters.png"))
     neural_dir = os.path.join(workdir, "neural", "simulated")
     has_depth = _plot_depth(os.path.join(neural_dir, "layer_scores.csv"), os.path.join(out, "predictivity_depth.png"))
     neural = _read_json(os.path.join(neural_dir, "results.json")) if os.path.exists(
@@ -466,16 +406,19 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
             r = _read_json(rp)
             cpu_path = os.path.join(workdir, "pretrain", source, "cpu.json")
             pretrain[source] = {"data": r["config"]["data"], "epochs": r["config"]["epochs"],
-                                "train_examples": r.get("train_examples"),
+                                "train_examples": (r.get("data") or {}).get("train_examples"),
                                 "heldout_top1": (r.get("final_eval") or {}).get("top1"),
                                 "train_top1": (r.get("final_train") or {}).get("top1"),
+                                "history": r.get("history"),
                                 "cpu_s": _read_json(cpu_path)["cpu_s"] if os.path.exists(cpu_path) else None}
     cpu_total = sum(v.get("cpu_s", 0.0) for v in stages.values())
     results = {"experiment": "beyond_flatland", "config": config_name, "git_commit": _git_commit(),
-               "command": command, "settings": dataclasses.asdict(config), "runs": runs, "probe_runs": probe_runs,
-               "transfer": transfer, "probe": probe, "pretrain": pretrain, "neural_simulated": neural,
-               "stages": stages, "cpu_hours_total": round(cpu_total / 3600, 2)}
-    md = _results_markdown(config, config_name, results, regimes, has_depth, neural_dir)
+               "command": command, "settings": dataclasses.asdict(config),
+               "runs": finetune_runs(transfer["records"]), "transfer_summary": transfer["summary"],
+               "probe_runs": probe["runs"] if probe else [], "probe_summary": probe["summary"] if probe else None,
+               "pretrain": pretrain, "neural_simulated": neural, "stages": stages,
+               "cpu_hours_total": round(cpu_total / 3600, 2)}
+    md = _results_markdown(config, config_name, results, transfer["markdown"], probe_md, has_depth, neural_dir)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
         f.write(md)
     _write_json(os.path.join(out, "results.json"), results)
@@ -483,42 +426,26 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
     return results
 
 
-def _stats_rows(tables: dict, baseline: str, sources, regimes, paired: bool) -> list[list[str]]:
-    key = "paired_vs_" + baseline if paired else "cells"
-    rows = []
-    for source in ((() if paired else (baseline,)) + tuple(sources)):
-        cells = [format_ci(tables[key].get(f"{source}|{ipc}")) for ipc in regimes]
-        ns = [tables[key].get(f"{source}|{ipc}", {}).get("n", 0) for ipc in regimes]
-        rows.append([source] + cells + [min(ns) if ns else 0])
-    return rows
-
-
-def _results_markdown(config, config_name, results, regimes, has_depth, neural_dir) -> str:
-    header = ["source"] + [regime_label(i) for i in regimes] + ["n (min)"]
+def _results_markdown(config, config_name, results, transfer_md, probe_md, has_depth, neural_dir) -> str:
     parts = [f"# Beyond Flatland at laptop scale: `{config_name}`", "",
              f"Command: `{results['command']}`  ",
              f"Commit: `{results['git_commit']}`  ",
              f"Total CPU time: {results['cpu_hours_total']} CPU-hours (all stages; see the table at the end).", "",
              "## What was shrunk relative to the seed paper", "",
              (small.__doc__ or "").split("Shrunk relative to the seed paper:")[-1].strip()
-             if config_name == "small" else "A smoke-scale configuration (tests); numbers carry no signal.", "",
-             f"## Fine-tuning on `{config.target}`: test top-1 (%), mean ± 95 % CI over {len(config.seeds)} seeds",
-             "", _md_table(header, _stats_rows(results["transfer"], SCRATCH, config.sources, regimes, False)), "",
-             "### Paired difference to scratch (percentage points; same seed, same images), mean ± 95 % CI", "",
-             _md_table(header, _stats_rows(results["transfer"], SCRATCH, config.sources, regimes, True)), "",
+             if config_name == "small" else "A smoke-scale configuration (tests); its numbers carry no signal.", "",
+             f"## Fine-tuning on `{config.target}` (`eval.transfer`)", "", transfer_md.strip(), "",
              "![accuracy vs images per class](accuracy_vs_images.png)", ""]
-    if results["probe"]:
-        parts += ["## Linear probe on frozen pooled features (logistic regression), test top-1 (%)", "",
-                  f"`{SCRATCH}` here is a randomly initialised network of the same architecture (seeded per seed).",
-                  "", _md_table(header, _stats_rows(results["probe"], SCRATCH, config.sources, regimes, False)), "",
-                  "### Paired difference to the random network (percentage points)", "",
-                  _md_table(header, _stats_rows(results["probe"], SCRATCH, config.sources, regimes, True)), "",
-                  "![probe vs images per class](probe_vs_images.png)", ""]
+    if probe_md:
+        parts += ["## Linear probe on frozen pooled features (`eval.linear_probe`)", "",
+                  f"`{SCRATCH}` is a randomly initialised {config.pretrain['arch']} drawn from each probe seed.", "",
+                  probe_md.strip(), "", "![probe vs images per class](probe_vs_images.png)", ""]
     parts += ["## Pre-training", "", _md_table(
-        ["source", "--data", "epochs", "train top-1 (last epoch)", "held-out top-1 (10 %)", "CPU-s"],
-        [[s, f"`{p['data']}`", p["epochs"], _pct(p["train_top1"]), _pct(p["heldout_top1"]), p["cpu_s"]]
-         for s, p in results["pretrain"].items()]), ""]
-    for name, title in (("neural_predictivity.md", "Neural predictivity (SIMULATED brain data)"),
+        ["source", "--data", "training images", "epochs", "train top-1 (last epoch)", "held-out top-1 (10 %)",
+         "CPU-s"],
+        [[s, f"`{p['data']}`", p["train_examples"], p["epochs"], _pct(p["train_top1"]), _pct(p["heldout_top1"]),
+          p["cpu_s"]] for s, p in results["pretrain"].items()]), ""]
+    for name, title in (("neural_predictivity.md", "Neural predictivity (SIMULATED brain data, `eval.neural`)"),
                         ("rsa.md", "RSA (SIMULATED brain data)")):
         path = os.path.join(neural_dir, name)
         if os.path.exists(path):
@@ -528,7 +455,7 @@ def _results_markdown(config, config_name, results, regimes, has_depth, neural_d
                       else body, ""]
     if has_depth:
         parts += ["![predictivity by depth](predictivity_depth.png)", ""]
-    parts += ["## First-layer filters", "", "![filters](filters.png)", "",
+    parts += ["## First-layer filters (`eval.filters`)", "", "![filters](filters.png)", "",
               "## Data and CPU time per stage", "", _md_table(
                   ["stage", "CPU-s", "wall-s"],
                   [[k, v.get("cpu_s"), v.get("wall_s")] for k, v in results["stages"].items()]), ""]

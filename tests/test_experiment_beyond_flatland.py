@@ -42,10 +42,11 @@ def test_tiny_chain_runs_reports_and_resumes(tmp_path):
         assert 0 <= run["top1"] <= 100
     assert {r["images_per_class"] for r in results["runs"]} == {0, 3}
     assert results["git_commit"] and results["command"].startswith("python -m experiments.beyond_flatland")
-    paired = results["transfer"]["paired_vs_scratch"]
-    assert set(paired) == {f"{s}|{r.images_per_class}" for s in config.sources for r in config.regimes}
-    assert all(v["n"] == len(config.seeds) for v in paired.values())
-    assert len(results["probe_runs"]) == n_runs
+    paired = results["transfer_summary"]["paired"]  # eval.transfer's paired differences to scratch
+    assert {(p["source"], p["images_per_class"]) for p in paired} == {
+        (s, r.images_per_class) for s in config.sources for r in config.regimes}
+    assert all(p["n_pairs"] == len(config.seeds) for p in paired)
+    assert len(results["probe_runs"]) == n_runs and results["probe_summary"]["paired"]
     for name in ("results.md", "accuracy_vs_images.png", "probe_vs_images.png", "filters.png"):
         assert os.path.exists(os.path.join(workdir, "report", name)), name
     # low data really is low data: 3 images per class of 10 classes, i.e. one batch of 16 per epoch
