@@ -22,6 +22,7 @@ CPU-seconds per stage (this process and its render workers) accumulate in <workd
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import json
@@ -68,6 +69,7 @@ class ExperimentConfig:
     finetune: dict  # FinetuneConfig overrides shared by every run
     regimes: tuple[Regime, ...]
     seeds: tuple[int, ...]  # fine-tuning (and probe) seeds
+    probe_images_per_class: tuple[int, ...] = ()  # linear-probe regimes (default: the fine-tuning ones)
     probe_crop: int = 28
     neural_image_size: int = 64
 
@@ -98,7 +100,8 @@ def small() -> ExperimentConfig:
       2,000-image source; the paper: 90 epochs of 1M images); 10 % of each source held out for a sanity top-1;
     - target: sklearn's handwritten digits at 32 px (the paper: CIFAR, ImageNet-100, Places, ...; nothing can be
       downloaded here), 28 px random crops, batch 32, LR 0.01 (x0.1 for the last quarter), full data (1,438 images,
-      3 epochs) and 50 / 10 images per class (8 / 25 epochs), 5 fine-tuning seeds.
+      3 epochs) and 10 images per class (25 epochs), 5 fine-tuning seeds; the linear probe adds 50 per class
+      (fine-tuning at 50 per class did not fit the CPU budget beside the 7 sources).
     """
     arch = {"arch": "resnet18"}
     return ExperimentConfig(
@@ -108,7 +111,8 @@ def small() -> ExperimentConfig:
         pretrain_examples=32_000, milestones=(2 / 3, 5 / 6), target="digits/32px",
         finetune={**arch, "resize": 0, "crop_size": 28, "batch_size": 32, "eval_batch_size": 512, "lr": 0.01,
                   "shuffle_buffer": 2048, "validation_freq": 0},
-        regimes=(Regime(10, 25, (18,)), Regime(0, 3, (2,)), Regime(50, 8, (6,))), seeds=(1, 2, 3, 4, 5))
+        regimes=(Regime(10, 25, (18,)), Regime(0, 3, (2,))), seeds=(1, 2, 3, 4, 5),
+        probe_images_per_class=(10, 50, 0))
 
 
 CONFIGS: dict[str, Callable[[], ExperimentConfig]] = {"tiny": tiny, "small": small}
@@ -164,6 +168,8 @@ class StageLog:
         cpu, wall = _cpu_seconds(), time.time()
         print(f"\n=== stage {name} ===", flush=True)
         extra = fn() or {}
+        if os.path.exists(self.path):  # another process of the same run may have logged meanwhile
+            self.data = _read_json(self.path)
         entry = self.data.setdefault(name, {"cpu_s": 0.0, "wall_s": 0.0})
         entry["cpu_s"] = round(entry["cpu_s"] + _cpu_seconds() - cpu, 1)
         entry["wall_s"] = round(entry["wall_s"] + time.time() - wall, 1)
@@ -239,12 +245,40 @@ def finetune_dir(workdir: str, source: str, regime: Regime, seed: int) -> str:
     return os.path.join(workdir, "finetune", source, regime.name, f"seed{seed}")
 
 
-def stage_finetune(config: ExperimentConfig, workdir: str) -> dict:
+def _claim(run_dir: str) -> bool:
+    """Takes a fine-tuning run for this process (two processes may share the stage): False if a live process
+    holds it. A claim left by a killed process is taken over (its run resumes)."""
+    path = run_dir.rstrip("/") + ".claim"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    pid = int(f.read().strip() or 0)
+                os.kill(pid, 0)
+                if pid != os.getpid():
+                    return False
+                return True
+            except (ProcessLookupError, ValueError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)  # its holder is gone
+                continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def stage_finetune(config: ExperimentConfig, workdir: str, ready_only: bool = False) -> dict:
+    """Every (regime, seed, source) run; with `ready_only`, only those whose backbone exists now (a second process
+    can so overlap fine-tuning with pre-training; runs are claimed, never done twice)."""
     from tfsynth.transfer import configs as ft_configs
     from tfsynth.transfer import finetune
     from tfsynth.transfer.heads import Source
 
-    done = 0
+    done = pending = 0
     # regime-major, then seed: an interrupted run has whole regimes (every source and seed) for its first regimes
     for regime in config.regimes:
         for seed in config.seeds:
@@ -252,6 +286,11 @@ def stage_finetune(config: ExperimentConfig, workdir: str) -> dict:
                 run_dir = finetune_dir(workdir, source, regime, seed)
                 if os.path.exists(os.path.join(run_dir, "results.json")):
                     done += 1
+                    continue
+                ready = source == SCRATCH or os.path.exists(os.path.join(workdir, "pretrain", source,
+                                                                         "results.json"))
+                if (ready_only and not ready) or not _claim(run_dir):
+                    pending += 1
                     continue
                 fc = ft_configs.FinetuneConfig(**{
                     "data": config.target, "auto_build": True, **config.finetune,
@@ -261,8 +300,15 @@ def stage_finetune(config: ExperimentConfig, workdir: str) -> dict:
                        else Source("backbone", path=backbone_path(workdir, source), name=source))
                 print(f"\n--- fine-tuning {source} on {config.target}, {regime.name}, seed {seed} ---", flush=True)
                 finetune.run(fc, run_dir, src, resume=os.path.isdir(run_dir), verbose=2)
+                os.remove(run_dir.rstrip("/") + ".claim")
                 _release_tf_memory()
                 done += 1
+    if pending and ready_only:
+        print(f"fine-tuning: {done} runs done, {pending} left (backbones not ready or runs held by another "
+              "process)", flush=True)
+    elif pending:  # runs held by another live process: wait for them (or take them over if it dies)
+        time.sleep(30)
+        return stage_finetune(config, workdir)
     return {"runs": done}
 
 
@@ -271,7 +317,8 @@ def stage_probe(config: ExperimentConfig, workdir: str) -> None:
 
     argv = [f"--model={s}={backbone_path(workdir, s)}" for s in config.sources]
     argv += [f"--model={SCRATCH}=random:{config.pretrain['arch']}", f"--data={config.target}",
-             "--images_per_class=" + ",".join(str(r.images_per_class) for r in config.regimes),
+             "--images_per_class=" + ",".join(str(k) for k in (config.probe_images_per_class or
+                                                               tuple(r.images_per_class for r in config.regimes))),
              "--seeds=" + ",".join(map(str, config.seeds)), f"--crop_size={config.probe_crop}",
              f"--out={os.path.join(workdir, 'probe')}"]
     linear_probe.main(argv)
@@ -490,7 +537,8 @@ def stage_done(workdir: str, stage: str, config: ExperimentConfig) -> bool:
     return os.path.exists(marker)
 
 
-def run(config_name: str, workdir: str, stages=STAGES, publish: Optional[str] = None, command: str = "") -> None:
+def run(config_name: str, workdir: str, stages=STAGES, publish: Optional[str] = None, command: str = "",
+        ready_only: bool = False) -> None:
     config = CONFIGS[config_name]()
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -503,7 +551,7 @@ def run(config_name: str, workdir: str, stages=STAGES, publish: Optional[str] = 
     fns = {
         "build": lambda: stage_build(config, workdir),
         "pretrain": lambda: stage_pretrain(config, workdir),
-        "finetune": lambda: stage_finetune(config, workdir),
+        "finetune": lambda: stage_finetune(config, workdir, ready_only),
         "probe": lambda: stage_probe(config, workdir),
         "neural": lambda: _neural_with_marker(config, workdir),
         "filters": lambda: stage_filters(config, workdir),
@@ -542,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma list of stages to run (default all: {','.join(STAGES)})")
     p.add_argument("--publish", default=None, metavar="DIR", help="copy the report there (docs/results/...)")
+    p.add_argument("--ready_only", action="store_true",
+                   help="finetune stage: only runs whose backbone exists now (a second process started with "
+                        "--stages finetune --ready_only overlaps fine-tuning with pre-training)")
     return p
 
 
@@ -553,7 +604,7 @@ def main(argv=None) -> None:
         raise ValueError(f"--stages: unknown {', '.join(unknown)}; valid: {', '.join(STAGES)}")
     command = "python -m experiments.beyond_flatland " + " ".join(
         a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--publish"))
-    run(args.config, args.workdir, stages, args.publish, command)
+    run(args.config, args.workdir, stages, args.publish, command, args.ready_only)
 
 
 if __name__ == "__main__":
