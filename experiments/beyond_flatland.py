@@ -386,6 +386,30 @@ def _md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _plot_pretrain_curves(pretrain: dict, path: str) -> bool:
+    """Training loss and top-1 per epoch of every source's pre-training (diagnosis: did it learn its classes?)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {s: p["history"] for s, p in pretrain.items() if p.get("history")}
+    if not curves:
+        return False
+    fig, (ax_loss, ax_top1) = plt.subplots(1, 2, figsize=(11, 4))
+    for source, history in curves.items():
+        epochs = [h["epoch"] + 1 for h in history]
+        ax_loss.plot(epochs, [h["loss"] for h in history], label=source)
+        ax_top1.plot(epochs, [100 * h["top1"] for h in history], label=source)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="pre-training loss")
+    ax_top1.set(xlabel="epoch", ylabel="training top-1 (%, random crops)", title="pre-training top-1")
+    ax_top1.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _plot_depth(layer_csv: str, path: str) -> bool:
     """Predictivity by block depth, one line per model, one panel per region (from eval.neural's layer scores)."""
     import csv
@@ -458,6 +482,7 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
                                 "train_top1": (r.get("final_train") or {}).get("top1"),
                                 "history": r.get("history"),
                                 "cpu_s": _read_json(cpu_path)["cpu_s"] if os.path.exists(cpu_path) else None}
+    _plot_pretrain_curves(pretrain, os.path.join(out, "pretrain_curves.png"))
     cpu_total = sum(v.get("cpu_s", 0.0) for v in stages.values())
     results = {"experiment": "beyond_flatland", "config": config_name, "git_commit": _git_commit(),
                "command": command, "settings": dataclasses.asdict(config),
@@ -491,7 +516,7 @@ def _results_markdown(config, config_name, results, transfer_md, probe_md, has_d
         ["source", "--data", "training images", "epochs", "train top-1 (last epoch)", "held-out top-1 (10 %)",
          "CPU-s"],
         [[s, f"`{p['data']}`", p["train_examples"], p["epochs"], _pct(p["train_top1"]), _pct(p["heldout_top1"]),
-          p["cpu_s"]] for s, p in results["pretrain"].items()]), ""]
+          p["cpu_s"]] for s, p in results["pretrain"].items()]), "", "![pre-training curves](pretrain_curves.png)", ""]
     for name, title in (("neural_predictivity.md", "Neural predictivity (SIMULATED brain data, `eval.neural`)"),
                         ("rsa.md", "RSA (SIMULATED brain data)")):
         path = os.path.join(neural_dir, name)
