@@ -90,3 +90,17 @@ def test_fold_subsets_of_a_real_split_select_exactly_those_examples(tmp_path):
         got = list(part.encoded_datasets(try_autocache=False)[0].as_numpy_iterator())
         assert [(bytes(e), int(lab)) for e, lab in got] == [(bytes(everything[i][0]), int(everything[i][1]))
                                                            for i in indices]
+
+
+def test_per_class_sample_nested_stratified_and_seeded():
+    from tfsynth.transfer.cv import per_class_sample
+
+    labels = np.repeat(np.arange(10), 30)[np.random.default_rng(0).permutation(300)]
+    ten = per_class_sample(labels, 10, seed=3)
+    fifty_like = per_class_sample(labels, 20, seed=3)
+    assert len(ten) == 100 and np.all(np.bincount(labels[ten]) == 10)
+    assert set(ten) <= set(fifty_like)  # one seed's smaller draw is part of its larger one
+    np.testing.assert_array_equal(ten, per_class_sample(labels, 10, seed=3))
+    assert not np.array_equal(ten, per_class_sample(labels, 10, seed=4))
+    with pytest.raises(ValueError, match="only 30"):
+        per_class_sample(labels, 31, seed=1)

@@ -186,7 +186,7 @@ def run(config: PretrainConfig, workdir: str, *, resume: bool = False, strategy:
     def build_model(num_classes: int) -> keras.Model:
         return build_classifier(num_classes, arch=config.arch, mean=config.mean, std=config.std)
 
-    return fit_classifier(setup, config, train_mix, eval_mix, build_model, verbose=verbose)
+    return fit_classifier(setup, config, train_mix, eval_mix, build_model, resize=config.resize, verbose=verbose)
 
 
 def fit_classifier(setup: RunSetup, config, train_mix: datasets.Mixture, eval_mix: Optional[datasets.Mixture],

@@ -38,6 +38,7 @@ class PretrainConfig:
     train_split: str = "train"  # TFDS split (slicing allowed, e.g. 'train[:75%]')
     eval_split: str = ""  # held-out split evaluated with a centre crop; '' = none
     auto_build: bool = False  # build missing datasets (Beam DirectRunner) before training
+    resize: int = 0  # shorter side resized to this (bilinear, antialiased) before cropping; 0 = keep (the recipe)
     crop_size: int = 224  # RandomCrop size (train) and CenterCrop size (eval)
     shuffle_buffer: int = 20_000  # examples (encoded) in the per-epoch shuffle buffer
     mean: tuple[float, ...] = (0.2, 0.2, 0.2)  # per-channel normalisation on [0, 1] pixels (official code)

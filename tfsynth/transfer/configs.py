@@ -37,6 +37,8 @@ class FinetuneConfig:
     train_split: str = "train"  # TFDS split fine-tuned on (the CV search folds this split only)
     eval_split: str = "test"  # split of the reported top-1 (centre crops); '' = none
     auto_build: bool = False  # build the downstream dataset when missing (TFDS download_and_prepare)
+    images_per_class: int = 0  # low-data regime: fine-tune on this many train_split images per class, drawn per
+    #                            seed (tfsynth.transfer.cv.per_class_sample); 0 = the whole split
     resize: int = 256  # shorter side resized to this (bilinear, as torchvision Resize) before cropping; 0 = keep
     crop_size: int = 224  # RandomCrop size (train) and CenterCrop size (eval)
     shuffle_buffer: int = 20_000  # examples (encoded) in the per-epoch shuffle buffer
@@ -82,6 +84,11 @@ class FinetuneConfig:
             raise ConfigError(f"--cv_folds must be 0 (no search) or >= 2, got {self.cv_folds}")
         if self.cv_folds and (not self.grid_lr or not self.grid_wd):
             raise ConfigError("a CV search needs at least one --grid_lr and one --grid_wd value")
+        if self.images_per_class < 0:
+            raise ConfigError(f"--images_per_class must be >= 0 (0 = the whole split), got {self.images_per_class}")
+        if self.images_per_class and self.cv_folds:
+            raise ConfigError("--images_per_class and --cv_folds together are not supported: the CV search folds "
+                              "the whole training split")
         if self.resize and self.resize < self.crop_size:
             raise ConfigError(f"--resize {self.resize} is smaller than --crop_size {self.crop_size}")
         if any(v <= 0 for v in self.grid_lr) or self.lr <= 0:

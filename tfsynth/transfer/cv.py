@@ -94,3 +94,22 @@ def trials_csv(trials: Sequence[dict]) -> str:
     for trial in trials:
         writer.writerow(trial)
     return out.getvalue()
+
+
+def per_class_sample(labels: Sequence[int], k: int, seed: int) -> np.ndarray:
+    """Sorted indices of k examples of every class (low-data fine-tuning and probes): class c's examples are
+    permuted by `SeedSequence([seed, c])` and the first k kept, so for one seed the 10-per-class draw is part of
+    the 50-per-class draw, and every source fine-tuned with that seed sees the same images (paired comparisons)."""
+    labels = np.asarray(labels)
+    if k < 1:
+        raise ValueError(f"images per class must be >= 1, got {k}")
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) and counts.min() < k:
+        raise ValueError(f"--images_per_class {k}: class {classes[counts.argmin()]} has only {counts.min()} "
+                         "training examples")
+    picked = []
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, int(c)]))
+        picked.append(rng.permutation(members)[:k])
+    return np.sort(np.concatenate(picked)) if picked else np.zeros([0], np.int64)

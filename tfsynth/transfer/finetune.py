@@ -108,7 +108,7 @@ def _transfer_entry(config: FinetuneConfig, source: Source, info: dict, results:
     final_eval = results.get("final_eval") or {}
     return {"role": role, "source": source.label, "source_kind": source.kind, "arch": info["arch"],
             "downstream": config.data, "train_split": config.train_split, "eval_split": config.eval_split,
-            "seed": config.seed, "lr": config.lr, "weight_decay": config.weight_decay,
+            "seed": config.seed, "images_per_class": config.images_per_class, "lr": config.lr, "weight_decay": config.weight_decay,
             "top1": final_eval.get("top1"), "top5": final_eval.get("top5"), "loss": final_eval.get("loss")}
 
 
@@ -259,6 +259,10 @@ def run(config: FinetuneConfig, workdir: str, source: Source, *, resume: bool = 
                                       auto_build=config.auto_build)
     eval_mix = (datasets.load_mixture(config.data, config.eval_split, data_dir=data_dir)
                 if config.eval_split else None)
+    if config.images_per_class:
+        labels = np.concatenate(mixture_labels(train_mix))
+        train_mix = subset(train_mix, cv.per_class_sample(labels, config.images_per_class, config.seed),
+                           part=f"{config.images_per_class} images per class (seed {config.seed})")
 
     cv_results = None
     final_config = config
