@@ -44,12 +44,17 @@ def save_figures(directory=None, tensorboard_logdir=None, step=0):
 
 def figure_to_array(fig) -> np.ndarray:
     """The rendered figure as uint8 RGB [H, W, 3]."""
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # also works on a figure pyplot has closed
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
 
-def _emit(fig, name):
-    """matterport's plt.show(): to the configured sinks, else shown on an interactive backend."""
+def _emit(fig, name, own=True):
+    """matterport's plt.show(): the figure goes to the configured sinks (then closed if this module made
+    it), else is shown on an interactive backend. A figure drawn on a caller's `ax` (own=False) is saved to
+    the sinks but left open and not shown, as matterport leaves it to the caller."""
     directory = _sinks["directory"] or os.environ.get("MRCNN_FIGURE_DIR")
     sent = False
     if directory:
@@ -65,10 +70,10 @@ def _emit(fig, name):
             tf.summary.image(name, figure_to_array(fig)[None], step=_sinks["step"] + _sinks["count"])
         _sinks["writer"].flush()
         sent = True
-    _sinks["count"] += 1
-    if sent:
+    _sinks["count"] += sent
+    if own and sent:
         plt.close(fig)
-    elif matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo", "template"):
+    elif own and matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo", "template"):
         plt.show()
     return fig
 
@@ -155,7 +160,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
         for verts in _contours(mask):
             ax.add_patch(Polygon(verts, facecolor="none", edgecolor=color))
     ax.imshow(masked.astype(np.uint8))
-    return _emit(fig, "display_instances") if own_figure else fig
+    return _emit(fig, "display_instances", own=own_figure)
 
 
 def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score, pred_mask,
@@ -316,7 +321,7 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
             for verts in _contours(mask):
                 ax.add_patch(Polygon(verts, facecolor="none", edgecolor=color))
     ax.imshow(masked.astype(np.uint8))
-    return _emit(ax.figure, "draw_boxes") if own_figure else ax.figure
+    return _emit(ax.figure, "draw_boxes", own=own_figure)
 
 
 def display_table(table):
