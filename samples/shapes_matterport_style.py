@@ -209,7 +209,7 @@ def main(argv=None):
         APs.append(AP)
     visualize.plot_precision_recall(AP, precisions, recalls)
     print("mAP: ", np.mean(APs))
-    return float(np.mean(APs))
+    return float(np.mean(APs)), model, dataset_val
 
 
 if __name__ == "__main__":

@@ -18,7 +18,18 @@ def test_matterport_style_shapes_script_runs_unchanged(tmp_path, capfd, monkeypa
     monkeypatch.setattr(sys, "argv", ["shapes_matterport_style.py", str(tmp_path / "logs"), "--figures",
                                       str(figures)])
     namespace = runpy.run_path(os.path.join(ROOT, "samples", "shapes_matterport_style.py"), run_name="not_main")
-    m_ap = namespace["main"]()
+    m_ap, model, dataset_val = namespace["main"]()
+    # matterport's inspection helpers on the reloaded inference model
+    detections = model.keras_model.get_layer("mrcnn_detection").output
+    rois = model.ancestor(detections, "ROI")
+    assert rois is model.keras_model.get_layer("ROI").output
+    assert model.ancestor(detections, "no_such_layer") is None
+    image = dataset_val.load_image(dataset_val.image_ids[0])
+    outputs = model.run_graph([image], [("proposals", rois), ("detections", detections)])
+    assert list(outputs) == ["proposals", "detections"]
+    assert outputs["proposals"].shape == (1, model.config.POST_NMS_ROIS_INFERENCE, 4)
+    assert outputs["detections"].shape == (1, model.config.DETECTION_MAX_INSTANCES, 6)
+    assert type(model.find_trainable_layer(model.keras_model.get_layer("mrcnn_mask"))).__name__ == "Conv2D"
     out, err = capfd.readouterr()
     assert "PredictCost" not in err and "PredictCost" not in out
     assert 0.0 <= m_ap <= 1.0 and "mAP: " in out
