@@ -155,3 +155,31 @@ def test_visualize_writes_png_files_and_tensorboard_images(tmp_path):
     assert len(set(visualize.random_colors(5))) == 5
     canvas = visualize.draw_box(np.zeros((10, 10, 3), np.uint8), (2, 2, 8, 8), (255, 0, 0))
     assert canvas[2, 5, 0] == 255 and canvas[5, 5, 0] == 0
+
+
+def test_weight_stats_overlaps_and_rois_without_a_notebook(tmp_path, capsys):
+    import keras
+
+    dense = keras.layers.Dense(2, name="head")
+    dense.build((None, 3))
+
+    class Model:
+        def get_trainable_layers(self):
+            return [dense]
+
+    rows = visualize.display_weight_stats(Model())
+    assert rows[0] == ["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"] and len(rows) == 3
+    assert "dead?" in rows[2][0] and "dead?" not in rows[1][0]  # the zero-initialised bias is constant
+    assert "WEIGHT NAME" in capsys.readouterr().out  # printed as text: no IPython here
+    visualize.save_figures(str(tmp_path))
+    try:
+        visualize.plot_overlaps(np.array([1, 2]), np.array([1, 1]), np.array([.9, .6]),
+                                np.array([[0.9, 0.0], [0.0, 0.7]]), ["BG", "a", "b"])
+        np.random.seed(0)
+        rois = np.array([[2, 2, 12, 12], [16, 16, 30, 30]])
+        visualize.draw_rois(np.zeros((32, 32, 3), np.uint8), rois, rois + 1, np.ones((2, 7, 7)), np.array([1, 0]),
+                            ["BG", "a"])
+    finally:
+        visualize.save_figures()
+    assert sorted(os.listdir(tmp_path)) == ["0000_plot_overlaps.png", "0001_draw_rois.png"]
+    assert "Positive ROIs:  1" in capsys.readouterr().out
