@@ -37,7 +37,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["tfsynth*", "tfds_builders*", "train*", "eval*", "experiments*"]),
+    packages=find_packages(include=["tfsynth*", "tfds_builders*", "train*", "eval*", "experiments*", "mrcnn",
+                                    "mrcnn.*"]),
     package_data={"tfds_builders": ["*/*.md", "*/*.bib", "*/*.txt"], "tfsynth": ["fractals/data/*.csv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={

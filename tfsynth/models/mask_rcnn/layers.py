@@ -347,6 +347,10 @@ class DetectionTargetLayer(keras.layers.Layer):
                          (proposals, tf.cast(gt_class_ids, tf.int32), gt_boxes, gt_masks),
                          fn_output_signature=signature)
 
+    def compute_mask(self, inputs, mask=None):
+        """No Keras masks on the four outputs (matterport's override, same signature)."""
+        return [None, None, None, None]
+
     def compute_output_shape(self, input_shape):
         b, t = input_shape[0][0], self.config.TRAIN_ROIS_PER_IMAGE
         return [(b, t, 4), (b, t), (b, t, 4), (b, t, *self.config.MASK_SHAPE)]

@@ -29,9 +29,14 @@ from tfsynth.models.mask_rcnn.layers import (
     ActiveClassIdsLayer, AnchorsLayer, BatchNorm, DetectionLayer, DetectionTargetLayer, LossLayer,
     NormBoxesLayer, ProposalLayer, PyramidROIAlign, TimeDistributed, mrcnn_bbox_loss_graph,
     mrcnn_class_loss_graph, mrcnn_mask_loss_graph, rpn_bbox_loss_graph, rpn_class_loss_graph)
+from tfsynth.quiet import quiet_tensorflow_cost_model
 from tfsynth.training.checkpoint import atomic_write
 
 log = logging.getLogger(__name__)
+
+# ROI Align's CropAndResize would make grappler's memory optimizer log a multi-line PredictCost() warning for
+# every traced function (each train/predict function); see tfsynth/quiet.py.
+quiet_tensorflow_cost_model()
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
