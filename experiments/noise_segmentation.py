@@ -1,7 +1,7 @@
 """Seed 001 (Holm 2022), Table 2 at laptop scale: an FCN-ResNet-50 trained on Perlin-noise scenes and on sparse-
 convolution scenes, each scored on both held-out sets, against trivial baselines on the same images.
 
-    python -m experiments.noise_segmentation --config small --workdir /work/runs/noise_seg_small   # ~50 CPU-min
+    python -m experiments.noise_segmentation --config small --workdir /work/runs/noise_seg_small   # ~40 CPU-min
     python -m experiments.noise_segmentation --config tiny --workdir /tmp/noise_seg_tiny           # ~1 min (tests)
 
 Stages, in order; each is done when its marker `<workdir>/stages/<stage>.json` exists (written atomically, last,
@@ -15,7 +15,10 @@ interrupted continues from its last epoch checkpoint: `train.segment`'s resume):
                         datasets share their seed), one confusion matrix per image -> <workdir>/eval/*.npz
   baselines             on the same images: all background; the best per-pixel hue rule and the best per-pixel
                         colour rule (Bayes lookup tables over quantised hue / HSV, fitted on the training images)
-  report                results.md, results.json and plots in `results_dir` (config) or <workdir>/results
+  ceiling               diagnosis: the true label maps through the FCN's output-stride-8 bottleneck (pooled to
+                        1/8, upsampled bilinearly): about the best an FCN can score at this resolution
+  report                results.md, results.json and plots in `results_dir` (config) or <workdir>/results; redone
+                        whenever another stage finished after it
 
 Intervals: 95 % percentile bootstrap over the held-out images (the same resampled images for every model, test
 set and baseline, so differences are paired); a score is computed from the summed confusion matrix of the
@@ -151,11 +154,17 @@ def _cpu_seconds() -> float:
 
 def stage_names(config: ExperimentConfig) -> list[str]:
     runs = [f"{noise}-s{seed}" for noise in config.trained for seed in config.seeds]
-    return ["data", *(f"train-{r}" for r in runs), *(f"eval-{r}" for r in runs), "baselines", "report"]
+    return ["data", *(f"train-{r}" for r in runs), *(f"eval-{r}" for r in runs), "baselines", "ceiling", "report"]
 
 
 def _marker(workdir: str, stage: str) -> str:
     return os.path.join(workdir, "stages", f"{stage}.json")
+
+
+def _stale(workdir: str, config: ExperimentConfig, marker: str) -> bool:
+    """The report is derived: it is redone when another stage finished after it (e.g. one added or redone)."""
+    others = [_marker(workdir, s) for s in stage_names(config) if s != "report"]
+    return any(os.path.exists(p) and os.path.getmtime(p) > os.path.getmtime(marker) for p in others)
 
 
 def _git_commit() -> dict:
@@ -293,6 +302,42 @@ def fit_lookup(cells: np.ndarray, labels: np.ndarray, num_cells: int, num_classe
     counts = np.bincount(cells[keep] * num_classes + labels[keep].astype(np.int64),
                          minlength=num_cells * num_classes).reshape(num_cells, num_classes)
     return counts.argmax(axis=1).astype(np.uint8)  # argmax of an all-zero row is 0 = background
+
+
+def _upsample_bilinear(x: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Linear interpolation along `axis` to `size` samples, half-pixel centres, edges clamped (as
+    tf.image.resize(method='bilinear') and torch's interpolate(align_corners=False) when enlarging)."""
+    n = x.shape[axis]
+    src = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n - 1)
+    shape = [1] * x.ndim
+    shape[axis] = size
+    w = (src - i0).reshape(shape)
+    return np.take(x, i0, axis=axis) * (1 - w) + np.take(x, i1, axis=axis) * w
+
+
+def stride_ceiling(labels: np.ndarray, stride: int = 8, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """The true label maps (N, S, S) pushed through the FCN's output bottleneck: one-hot labels averaged over
+    stride x stride blocks (the resolution of the logits at output stride 8), upsampled bilinearly to S x S as
+    the FCN upsamples its logits, argmax. About the best any stride-8 prediction can do at this resolution."""
+    labels = np.asarray(labels, np.int64)
+    n, h, w = labels.shape
+    hb, wb = h // stride, w // stride
+    onehot = np.eye(num_classes)[labels[:, :hb * stride, :wb * stride]]
+    pooled = onehot.reshape(n, hb, stride, wb, stride, num_classes).mean(axis=(2, 4))
+    return _upsample_bilinear(_upsample_bilinear(pooled, 1, h), 2, w).argmax(axis=-1)
+
+
+def stage_ceiling(config: ExperimentConfig, workdir: str) -> dict:
+    arrays, sizes = {}, (config.image_size, 2 * config.image_size)
+    for size in sizes:
+        sized = dataclasses.replace(config, image_size=size)
+        _, labels = _arrays(sized, workdir, config.noises[0], "validation")  # every noise has the same label maps
+        arrays[f"cm_{size}"] = per_image_confusion(labels, stride_ceiling(labels))
+    path = os.path.join(workdir, "ceiling.npz")
+    _atomic_savez(path, **arrays)
+    return {"file": path, "sizes": list(sizes)}
 
 
 def stage_baselines(config: ExperimentConfig, workdir: str) -> dict:
@@ -495,6 +540,16 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
                 baselines[(rule, train, test)] = summarise({0: base[f"cm_{rule}_{train}_{test}"]}, resamples)
     for test in config.noises:
         baselines[("background", None, test)] = summarise({0: base[f"cm_background_{test}"]}, resamples)
+    ceiling_npz = np.load(os.path.join(workdir, "ceiling.npz"))
+    ceiling = {int(k[3:]): summarise({0: ceiling_npz[k]}, resamples) for k in ceiling_npz.files}
+    curves = {}
+    for train in config.trained:
+        for seed in config.seeds:
+            run_dir = _train_dir(workdir, train, seed)
+            (stage,) = _read_json(os.path.join(run_dir, "config.json"))["stages"]
+            curves[f"{train}-s{seed}"] = [{k: e[k] for k in ("epochs_completed", "train_loss", "val_loss",
+                                                              "macro_iou", "micro_accuracy")}
+                                          for e in _read_json(os.path.join(run_dir, stage, "history.json"))]
 
     def name(rule, train):
         return {"background": "all background", "hue": f"hue rule (fitted on {train})",
@@ -537,6 +592,7 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
         "fcn": {f"{a}->{b}": strip(v) for (a, b), v in fcn.items()},
         "baselines": {(f"{r}->{te}" if t is None else f"{r}:{t}->{te}"): strip(v) for (r, t, te), v in baselines.items()},
         "fcn_minus_best_baseline": margins, "cross_noise_gap": gaps, "fcn_beats_baselines": beats,
+        "stride8_ceiling": {str(k): strip(v) for k, v in ceiling.items()}, "learning_curves": curves,
         "fitted_baselines": stages["baselines"]["fitted"],
         "training": {s: {k: v[k] for k in ("final", "optimizer_steps")} for s, v in stages.items()
                      if s.startswith("train-")},
@@ -620,6 +676,22 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
             lines.append(f"| {a} | {b} | {seed} | " + " | ".join(_pct(v[m]) for m in metrics.METRICS) + " |")
     lines += ["", "## Overlays (first held-out scenes: image, ground truth, FCN, colour rule)", ""]
     lines += [f"![{a} on {b}](overlays_{a}_on_{b}.png)" for a in trained for b in noises]
+    lines += ["", "## Diagnosis: training length and resolution", "",
+              "Held-out scores after each epoch (epoch 0: the initial model):", "",
+              "| Run | epoch | training loss | held-out loss | Macro IoU | Micro Accuracy |", "|---|---|---|---|---|---|"]
+    for run_name, entries in result["learning_curves"].items():
+        for e in entries:
+            loss = "" if e["train_loss"] is None else f"{e['train_loss']:.3f}"
+            lines.append(f"| {run_name} | {e['epochs_completed']} | {loss} | {e['val_loss']:.3f} | "
+                         f"{_pct(e['macro_iou'])} | {_pct(e['micro_accuracy'])} |")
+    steps = sorted({v["optimizer_steps"] for v in result["training"].values()})
+    lines += ["", f"Optimizer steps per run: {', '.join(map(str, steps))} (the seed: 11,250).", "",
+              "Resolution ceiling: the true label maps pushed through the FCN's output bottleneck (one-hot labels "
+              "averaged over 8 x 8 blocks, upsampled bilinearly as the FCN upsamples its logits, argmax), scored "
+              "like a prediction. An FCN at this resolution cannot do much better than this row:", "",
+              header.replace("Trained on", "Oracle").replace("Tested on", "size").rstrip("\n")]
+    for size, c in result["stride8_ceiling"].items():
+        lines.append(f"| stride-8 labels | {size} px | " + " | ".join(_cell(c, m) for m in metrics.METRICS) + " |")
     lines += ["", "## Learning curves", "", "![curves](curves.png)", "",
               "## CPU time per stage (user + system, this process and its children)", "",
               "| Stage | CPU [s] | wall [s] |", "|---|---|---|"]
@@ -647,7 +719,7 @@ def run(config: ExperimentConfig, workdir: str, *, results_dir: Optional[str] = 
         marker = _marker(workdir, stage)
         if only and stage not in only:
             continue
-        if os.path.exists(marker):
+        if os.path.exists(marker) and not (stage == "report" and _stale(workdir, config, marker)):
             print(f"[{stage}] done earlier: {marker}", flush=True)
             done[stage] = _read_json(marker)
             continue
@@ -661,6 +733,8 @@ def run(config: ExperimentConfig, workdir: str, *, results_dir: Optional[str] = 
             info = (stage_train if kind == "train" else stage_eval)(config, workdir, noise, int(seed))
         elif stage == "baselines":
             info = stage_baselines(config, workdir)
+        elif stage == "ceiling":
+            info = stage_ceiling(config, workdir)
         else:
             info = stage_report(config, workdir, out, command)
         info.update(cpu_s=round(_cpu_seconds() - cpu0, 1), wall_s=round(time.time() - wall0, 1))
@@ -677,7 +751,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--workdir", required=True, help="datasets, models, evaluations, stage markers")
     parser.add_argument("--results_dir", default=None,
                         help="report directory (default: the config's, small: docs/results/noise_segmentation_small)")
-    parser.add_argument("--stage", action="append", default=None, choices=None,
+    parser.add_argument("--stage", action="append", default=None,
                         help="run only this stage (repeatable; default: every unfinished stage)")
     args = parser.parse_args(argv)
     config = CONFIGS[args.config]()

@@ -40,7 +40,7 @@ def test_tiny_chain_writes_every_result(tiny_run):
         assert marker["cpu_s"] > 0 and marker["wall_s"] > 0, stage
     res = json.loads((results / "results.json").read_text())
     for key in ("config", "command", "git", "fcn", "baselines", "fcn_minus_best_baseline", "cross_noise_gap",
-                "fcn_beats_baselines", "cpu_s", "cpu_s_total", "training", "num_test_images"):
+                "fcn_beats_baselines", "cpu_s", "cpu_s_total", "training", "num_test_images", "learning_curves"):
         assert key in res, key
     assert res["command"].startswith("python -m experiments.noise_segmentation --config tiny")
     assert len(res["git"]["commit"]) == 40
@@ -56,9 +56,11 @@ def test_tiny_chain_writes_every_result(tiny_run):
     assert res["baselines"]["background->perlin"]["mean"]["macro_accuracy"] == pytest.approx(0.25)
     assert set(res["cross_noise_gap"]) == {"perlin->sc"}
     assert res["num_test_images"] == 4
+    assert set(res["stride8_ceiling"]) == {"32", "64"}
+    assert [e["epochs_completed"] for e in res["learning_curves"]["perlin-s1"]] == [0, 1]
     text = (results / "results.md").read_text()
     for heading in ("## Table 2", "## Trivial baselines", "## Cross-noise generalisation", "## Per-class IoU",
-                    "## Overlays", "## CPU time per stage"):
+                    "## Overlays", "## Diagnosis", "## CPU time per stage"):
         assert heading in text
     for png in ("curves.png", "per_class_iou_perlin.png", "per_class_iou_sc.png", "overlays_perlin_on_perlin.png",
                 "overlays_perlin_on_sc.png"):
@@ -101,6 +103,14 @@ def test_per_image_confusion_and_batch_scores_match_metrics():
         expected = metrics.scores(matrix)
         for m in metrics.METRICS:
             assert batch[m][b] == pytest.approx(expected[m], rel=1e-12), (b, m)
+
+
+def test_stride_ceiling_keeps_block_aligned_labels_and_blurs_finer_ones():
+    blocks = np.kron(np.array([[[0, 1], [2, 3]]]), np.ones((8, 8), np.int64))  # (1, 16, 16), 8 x 8 blocks
+    np.testing.assert_array_equal(ns.stride_ceiling(blocks), blocks)
+    dot = np.zeros((1, 16, 16), np.int64)
+    dot[0, 3:5, 3:5] = 2  # a 2 x 2 object is below the output resolution: it disappears
+    assert not ns.stride_ceiling(dot).any()
 
 
 def test_fitted_lookup_is_the_majority_class_per_cell():
