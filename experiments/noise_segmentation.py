@@ -48,6 +48,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASS_NAMES = ("background", "class_1", "class_2", "class_3")
 NUM_CLASSES = len(CLASS_NAMES)
 RESULTS_JSON = "results.json"
+# Label colours: each class's mean hue at HSL(h, 1, 0.5) (150, 250, 350 degrees), background black, as Figure 3.
+CLASS_COLOURS = np.array([(0, 0, 0), (0, 255, 128), (43, 0, 255), (255, 0, 43)], np.uint8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,6 +395,17 @@ def batch_scores(matrices: np.ndarray) -> dict[str, np.ndarray]:
                 "micro_f1": 2 * tp_l / (2 * tp_l + fp_l + fn_l), "macro_f1": np.nanmean(f1, axis=1)}
 
 
+def error_decomposition(matrix: np.ndarray) -> dict:
+    """Splits the errors of a confusion matrix (class 0 = background) into finding objects and naming them:
+    foreground IoU (classes 1.. merged against background) and the class accuracy on the pixels that are
+    objects in both the labels and the prediction."""
+    cm = np.asarray(matrix, np.int64)
+    objects = cm[1:, 1:]
+    found, missed, spurious = int(objects.sum()), int(cm[1:, 0].sum()), int(cm[0, 1:].sum())
+    return {"foreground_iou": found / max(found + missed + spurious, 1),
+            "object_class_accuracy": float(np.trace(objects) / max(found, 1))}
+
+
 def per_class_iou(matrix: np.ndarray) -> list[float]:
     return [float(v) for v in metrics.scores(matrix)["per_class"]["iou"]]
 
@@ -404,13 +417,16 @@ def summarise(per_seed_cms: dict, resamples: np.ndarray) -> dict:
     per_seed, boot = {}, []
     for seed, cms in per_seed_cms.items():
         s = metrics.scores(cms.sum(axis=0))
-        per_seed[str(seed)] = {m: s[m] for m in metrics.METRICS} | {"per_class_iou": per_class_iou(cms.sum(0))}
+        per_seed[str(seed)] = {m: s[m] for m in metrics.METRICS} | {"per_class_iou": per_class_iou(cms.sum(0)),
+                                                                     **error_decomposition(cms.sum(0))}
         boot.append(batch_scores(cms[resamples].sum(axis=1)))
     mean = {m: float(np.mean([v[m] for v in per_seed.values()])) for m in metrics.METRICS}
     ci = {m: [float(np.nanpercentile(np.mean([b[m] for b in boot], axis=0), q)) for q in (2.5, 97.5)]
           for m in metrics.METRICS}
     classes = np.array([v["per_class_iou"] for v in per_seed.values()], np.float64)
-    return {"mean": mean, "ci95": ci, "per_seed": per_seed,
+    decomposition = {k: float(np.mean([v[k] for v in per_seed.values()]))
+                     for k in ("foreground_iou", "object_class_accuracy")}
+    return {"mean": mean, "ci95": ci, "per_seed": per_seed, "decomposition": decomposition,
             "per_class_iou": [float(v) for v in np.nanmean(classes, axis=0)],
             "boot": {m: np.mean([b[m] for b in boot], axis=0) for m in metrics.METRICS}}
 
@@ -439,11 +455,15 @@ def _diff_cell(d: dict) -> str:
     return f"{100 * d['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
-def _plot_curves(config: ExperimentConfig, workdir: str, path: str) -> None:
+def _plot_curves(config: ExperimentConfig, workdir: str, path: str, references: dict) -> None:
+    """Training / held-out loss and held-out macro IoU per epoch of every run; `references` (name -> macro IoU)
+    are drawn as horizontal lines in the last panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 3.6))
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(12, 4))
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
     for noise in config.trained:
@@ -458,7 +478,10 @@ def _plot_curves(config: ExperimentConfig, workdir: str, path: str) -> None:
                          label=label)
             axes[1].plot(epochs, [e["val_loss"] for e in history], marker="o", label=label)
             axes[2].plot(epochs, [100 * e["macro_iou"] for e in history], marker="o", label=label)
+    for (label, value), style in zip(references.items(), ("--", ":", "-.", (0, (1, 4)))):
+        axes[2].axhline(100 * value, color="grey", linestyle=style, label=label)
     for ax, title in zip(axes, ("training loss (epoch mean)", "held-out loss", "held-out macro IoU [%]")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.set_xlabel("epochs completed")
         ax.grid(True, alpha=0.4)
@@ -492,15 +515,13 @@ def _plot_overlays(config: ExperimentConfig, workdir: str, base, train: str, tes
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from tfsynth.segmentation import visualize
-
     seed = config.seeds[0]
     fcn = np.load(os.path.join(workdir, "eval", f"{train}-s{seed}.npz"))[f"pred_{test}"]
     images, labels = base[f"images_{test}"], base[f"labels_{test}"]
     colour = base[f"pred_colour_{train}_{test}"]
-    columns = [("image", images), ("ground truth", visualize.colorize(labels)),
-               (f"FCN (trained on {train}, seed {seed})", visualize.colorize(fcn)),
-               (f"colour rule (fitted on {train})", visualize.colorize(colour))]
+    columns = [("image", images), ("ground truth", CLASS_COLOURS[labels]),
+               (f"FCN (trained on {train}, seed {seed})", CLASS_COLOURS[fcn]),
+               (f"colour rule (fitted on {train})", CLASS_COLOURS[colour])]
     n = len(images)
     fig = Figure(figsize=(2.6 * len(columns), 2.6 * n + 0.4))
     FigureCanvasAgg(fig)
@@ -512,7 +533,8 @@ def _plot_overlays(config: ExperimentConfig, workdir: str, base, train: str, tes
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(title, fontsize=8)
-    fig.suptitle(f"Held-out {test} scenes {config.image_size} px (colours: VOC palette, 1 red, 2 green, 3 yellow)",
+    fig.suptitle(f"Held-out {test} scenes at {config.image_size} px; labels in each class's mean hue (background "
+                 "black, class 1 green, 2 blue, 3 red)",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -571,7 +593,10 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
     beats = all(margins[t]["macro_iou"]["ci95"][0] > 0 for t in config.trained)
 
     os.makedirs(out, exist_ok=True)
-    _plot_curves(config, workdir, os.path.join(out, "curves.png"))
+    references = {f"hue rule on {t} (fitted on {t})": baselines[("hue", t, t)]["mean"]["macro_iou"]
+                  for t in config.trained}
+    references[f"stride-8 ceiling at {config.image_size} px"] = ceiling[config.image_size]["mean"]["macro_iou"]
+    _plot_curves(config, workdir, os.path.join(out, "curves.png"), references)
     for test in config.noises:
         rows = [(f"FCN {train}", fcn[(train, test)]["per_class_iou"]) for train in config.trained]
         rows += [(name(r, t), baselines[(r, t, test)]["per_class_iou"]) for r, t, te in baselines
@@ -692,6 +717,15 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
               header.replace("Trained on", "Oracle").replace("Tested on", "size").rstrip("\n")]
     for size, c in result["stride8_ceiling"].items():
         lines.append(f"| stride-8 labels | {size} px | " + " | ".join(_cell(c, m) for m in metrics.METRICS) + " |")
+    lines += ["", "Where the errors are: foreground IoU (classes 1-3 merged against background: finding the objects) "
+              "and the class accuracy on pixels that are objects in both labels and prediction (naming them):", "",
+              "| Predictor | Tested on | foreground IoU | object class accuracy |", "|---|---|---|---|"]
+    rows = [(f"FCN trained on {a}", b, s) for (a, b), s in fcn.items()]
+    rows += [(name(r, t), te, s) for (r, t, te), s in baselines.items() if t in (None, te)]
+    rows += [(f"stride-8 labels ({size} px)", "either", c) for size, c in result["stride8_ceiling"].items()]
+    for who, test, s in rows:
+        d = s["decomposition"]
+        lines.append(f"| {who} | {test} | {_pct(d['foreground_iou'])} | {_pct(d['object_class_accuracy'])} |")
     lines += ["", "## Learning curves", "", "![curves](curves.png)", "",
               "## CPU time per stage (user + system, this process and its children)", "",
               "| Stage | CPU [s] | wall [s] |", "|---|---|---|"]

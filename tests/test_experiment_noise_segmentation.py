@@ -57,6 +57,7 @@ def test_tiny_chain_writes_every_result(tiny_run):
     assert set(res["cross_noise_gap"]) == {"perlin->sc"}
     assert res["num_test_images"] == 4
     assert set(res["stride8_ceiling"]) == {"32", "64"}
+    assert set(cell["decomposition"]) == {"foreground_iou", "object_class_accuracy"}
     assert [e["epochs_completed"] for e in res["learning_curves"]["perlin-s1"]] == [0, 1]
     text = (results / "results.md").read_text()
     for heading in ("## Table 2", "## Trivial baselines", "## Cross-noise generalisation", "## Per-class IoU",
@@ -111,6 +112,13 @@ def test_stride_ceiling_keeps_block_aligned_labels_and_blurs_finer_ones():
     dot = np.zeros((1, 16, 16), np.int64)
     dot[0, 3:5, 3:5] = 2  # a 2 x 2 object is below the output resolution: it disappears
     assert not ns.stride_ceiling(dot).any()
+
+
+def test_error_decomposition_separates_finding_from_naming():
+    cm = np.array([[5, 1, 0, 0], [2, 3, 1, 0], [0, 0, 4, 0], [0, 0, 0, 0]])
+    d = ns.error_decomposition(cm)
+    assert d["foreground_iou"] == pytest.approx(8 / 11)  # 8 object pixels found, 2 missed, 1 spurious
+    assert d["object_class_accuracy"] == pytest.approx(7 / 8)
 
 
 def test_fitted_lookup_is_the_majority_class_per_cell():
