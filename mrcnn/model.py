@@ -26,7 +26,8 @@ from tfsynth.models.mask_rcnn.layers import (BatchNorm, DetectionLayer, Detectio
                                              overlaps_graph, parse_image_meta_graph, refine_detections_graph,
                                              rpn_bbox_loss_graph, rpn_class_loss_graph, smooth_l1_loss)
 from tfsynth.models.mask_rcnn.model import (LAYER_REGEX, build_fpn_mask_graph, build_rpn_model,  # noqa: F401
-                                            conv_block, fpn_classifier_graph, identity_block, resnet_graph)
+                                            conv_block, fpn_classifier_graph, identity_block, resnet_graph,
+                                            rpn_graph)
 from tfsynth.models.mask_rcnn.utils import (compose_image_meta, compute_backbone_shapes, mold_image,  # noqa: F401
                                             parse_image_meta, unmold_image)
 # imgaug augmenters that move pixels and so must move the masks too (colour changes leave masks alone).
@@ -115,19 +116,6 @@ def denorm_boxes_graph(boxes, shape):
     h, w = shape[..., 0:1], shape[..., 1:2]
     scale = tf.concat([h, w, h, w], axis=-1) - 1.0
     return tf.cast(tf.round(boxes * scale + tf.constant([0.0, 0.0, 1.0, 1.0])), tf.int32)
-
-
-def rpn_graph(feature_map, anchors_per_location, anchor_stride):
-    """RPN layers on one feature map: [rpn_class_logits, rpn_probs, rpn_bbox] (the layers of build_rpn_model)."""
-    shared = keras.layers.Conv2D(512, (3, 3), padding="same", activation="relu", strides=anchor_stride,
-                                 name="rpn_conv_shared")(feature_map)
-    x = keras.layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid", activation="linear",
-                            name="rpn_class_raw")(shared)
-    rpn_class_logits = keras.layers.Reshape((-1, 2))(x)
-    rpn_probs = keras.layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
-    x = keras.layers.Conv2D(anchors_per_location * 4, (1, 1), padding="valid", activation="linear",
-                            name="rpn_bbox_pred")(shared)
-    return [rpn_class_logits, rpn_probs, keras.layers.Reshape((-1, 4))(x)]
 
 
 ############################################################

@@ -111,9 +111,8 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
     return [c1, c2, c3, c4, c5]
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth):
-    """The RPN as a model named `rpn_model`, shared by all pyramid levels (one set of weights)."""
-    feature_map = keras.Input(shape=[None, None, depth], name="input_rpn_feature_map")
+def rpn_graph(feature_map, anchors_per_location, anchor_stride):
+    """RPN layers on one feature map: [rpn_class_logits, rpn_probs, rpn_bbox] (matterport's names and layers)."""
     shared = keras.layers.Conv2D(512, (3, 3), padding="same", activation="relu", strides=anchor_stride,
                                  name="rpn_conv_shared")(feature_map)
     x = keras.layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid", activation="linear",
@@ -122,8 +121,14 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
     rpn_probs = keras.layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
     x = keras.layers.Conv2D(anchors_per_location * 4, (1, 1), padding="valid", activation="linear",
                             name="rpn_bbox_pred")(shared)
-    rpn_bbox = keras.layers.Reshape((-1, 4))(x)
-    return keras.Model([feature_map], [rpn_class_logits, rpn_probs, rpn_bbox], name="rpn_model")
+    return [rpn_class_logits, rpn_probs, keras.layers.Reshape((-1, 4))(x)]
+
+
+def build_rpn_model(anchor_stride, anchors_per_location, depth):
+    """The RPN as a model named `rpn_model`, shared by all pyramid levels (one set of weights)."""
+    feature_map = keras.Input(shape=[None, None, depth], name="input_rpn_feature_map")
+    outputs = rpn_graph(feature_map, anchors_per_location, anchor_stride)
+    return keras.Model([feature_map], outputs, name="rpn_model")
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
