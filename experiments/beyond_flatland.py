@@ -50,6 +50,7 @@ class Regime:
     images_per_class: int
     epochs: int
     lr_milestones: tuple[int, ...]
+    seeds: tuple[int, ...] = ()  # fine-tuning seeds of this regime; () = the config's
 
     @property
     def name(self) -> str:
@@ -100,8 +101,8 @@ def small() -> ExperimentConfig:
       2,000-image source; the paper: 90 epochs of 1M images); 10 % of each source held out for a sanity top-1;
     - target: sklearn's handwritten digits at 32 px (the paper: CIFAR, ImageNet-100, Places, ...; nothing can be
       downloaded here), 28 px random crops, batch 32, LR 0.01 (x0.1 for the last quarter), full data (1,438 images,
-      3 epochs) and 10 images per class (25 epochs), 5 fine-tuning seeds; the linear probe adds 50 per class
-      (fine-tuning at 50 per class did not fit the CPU budget beside the 7 sources).
+      3 epochs; 3 seeds) and 10 images per class (25 epochs; 5 seeds); the linear probe adds 50 per class and
+      runs 5 seeds everywhere (more fine-tuning runs did not fit one working session on this shared 2-core machine).
     """
     arch = {"arch": "resnet18"}
     return ExperimentConfig(
@@ -111,7 +112,7 @@ def small() -> ExperimentConfig:
         pretrain_examples=32_000, milestones=(2 / 3, 5 / 6), target="digits/32px",
         finetune={**arch, "resize": 0, "crop_size": 28, "batch_size": 32, "eval_batch_size": 512, "lr": 0.01,
                   "shuffle_buffer": 2048, "validation_freq": 0},
-        regimes=(Regime(10, 25, (18,)), Regime(0, 3, (2,))), seeds=(1, 2, 3, 4, 5),
+        regimes=(Regime(10, 25, (18,)), Regime(0, 3, (2,), seeds=(1, 2, 3))), seeds=(1, 2, 3, 4, 5),
         probe_images_per_class=(10, 50, 0))
 
 
@@ -281,7 +282,7 @@ def stage_finetune(config: ExperimentConfig, workdir: str, ready_only: bool = Fa
     done = pending = 0
     # regime-major, then seed: an interrupted run has whole regimes (every source and seed) for its first regimes
     for regime in config.regimes:
-        for seed in config.seeds:
+        for seed in regime.seeds or config.seeds:
             for source in (SCRATCH,) + config.sources:
                 run_dir = finetune_dir(workdir, source, regime, seed)
                 if os.path.exists(os.path.join(run_dir, "results.json")):
@@ -558,7 +559,7 @@ def stage_done(workdir: str, stage: str, config: ExperimentConfig) -> bool:
         return all(os.path.exists(os.path.join(workdir, "pretrain", s, "results.json")) for s in config.sources)
     if stage == "finetune":
         return all(os.path.exists(os.path.join(finetune_dir(workdir, s, r, seed), "results.json"))
-                   for s in (SCRATCH,) + config.sources for r in config.regimes for seed in config.seeds)
+                   for s in (SCRATCH,) + config.sources for r in config.regimes for seed in r.seeds or config.seeds)
     return os.path.exists(marker)
 
 

@@ -15,6 +15,7 @@ def test_configs_and_specs():
     small = bf.small()
     assert set(small.sources) == set(bf.SOURCES) and len(small.sources) == 7
     assert len(small.seeds) >= 5 and {r.images_per_class for r in small.regimes} == {0, 10}
+    assert [len(r.seeds or small.seeds) for r in small.regimes] == [5, 3]
     assert set(small.probe_images_per_class) == {0, 10, 50}
     # mixtures at equal total class count (the small builders have 100 classes each)
     assert bf.data_spec("all3", "small") == "proc_synth_db/small:33,morph_synth_db/small:33,fractal_db/small:33"
