@@ -58,5 +58,5 @@ def test_tiny_chain_runs_reports_and_resumes(tmp_path):
     stamp = os.path.getmtime(os.path.join(workdir, "pretrain", config.sources[0], "results.json"))
     second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "pre-training on" not in second.stdout and "fine-tuning" not in second.stdout
+    assert "--- pre-training on" not in second.stdout and "--- fine-tuning" not in second.stdout
     assert os.path.getmtime(os.path.join(workdir, "pretrain", config.sources[0], "results.json")) == stamp
