@@ -31,6 +31,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from typing import Callable, Optional
 
@@ -503,9 +504,10 @@ def _results_markdown(config, config_name, results, transfer_md, probe_md, has_d
     parts = [f"# Beyond Flatland at laptop scale: `{config_name}`", "",
              f"Command: `{results['command']}`  ",
              f"Commit: `{results['git_commit']}`  ",
-             f"Total CPU time: {results['cpu_hours_total']} CPU-hours (all stages; see the table at the end).", "",
+             f"Total CPU time: {results['cpu_hours_total']} CPU-hours (all stages; see the table at the end; "
+             "a stage's time is logged when it completes, so invocations killed mid-stage are not counted).", "",
              "## What was shrunk relative to the seed paper", "",
-             (small.__doc__ or "").split("Shrunk relative to the seed paper:")[-1].strip()
+             textwrap.dedent("    " + (small.__doc__ or "").split("Shrunk relative to the seed paper:")[-1]).strip()
              if config_name == "small" else "A smoke-scale configuration (tests); its numbers carry no signal.", "",
              f"## Fine-tuning on `{config.target}` (`eval.transfer`)", "", transfer_md.strip(), "",
              "![accuracy vs images per class](accuracy_vs_images.png)", ""]
@@ -603,8 +605,7 @@ def _neural_with_marker(config: ExperimentConfig, workdir: str) -> None:
 def _publish(workdir: str, dest: str) -> None:
     """Copies the report (Markdown, JSON, plots) into the repository's docs/results folder."""
     os.makedirs(dest, exist_ok=True)
-    for name in sorted(os.listdir(os.path.join(workdir, "report"))):
-        shutil.copy2(os.path.join(workdir, "report", name), os.path.join(dest, name))
+    shutil.copytree(os.path.join(workdir, "report"), dest, dirs_exist_ok=True)
     print(f"Published the report to {dest}", flush=True)
 
 
@@ -628,8 +629,10 @@ def main(argv=None) -> None:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"--stages: unknown {', '.join(unknown)}; valid: {', '.join(STAGES)}")
-    command = "python -m experiments.beyond_flatland " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--publish"))
+    given = list(argv if argv is not None else sys.argv[1:])
+    kept = [a for i, a in enumerate(given)  # the command that reproduces the run: --publish only copies files
+            if not a.startswith("--publish") and not (i and given[i - 1] == "--publish")]
+    command = "python -m experiments.beyond_flatland " + " ".join(kept)
     run(args.config, args.workdir, stages, args.publish, command, args.ready_only)
 
 
