@@ -61,12 +61,13 @@ def test_only_the_chief_of_a_multi_worker_cluster_claims_the_workdir(tmp_path, m
     args = argparse.Namespace(config="x", workdir=str(tmp_path / "w"), resume=False, _runs_subdir="x",
                               _job="train.pretrain", strategy="multi_worker_mirrored")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
-    assert wd.is_non_chief_worker() and job_workdir(args) == args.workdir and wd.held() == []
+    # held() is process-wide: other in-process tests may hold their own workdirs, so look at this one only
+    assert wd.is_non_chief_worker() and job_workdir(args) == args.workdir and args.workdir not in wd.held()
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     assert not wd.is_non_chief_worker()
     job_workdir(args)
-    assert wd.held() == [args.workdir]
-    wd.release_all()
+    assert args.workdir in wd.held()
+    wd.release(args.workdir)
 
 
 def test_resume_into_another_jobs_workdir_refuses(tmp_path, capsys):
