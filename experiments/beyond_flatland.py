@@ -35,6 +35,7 @@ import textwrap
 import time
 from typing import Callable, Optional
 
+from tfsynth.atomic import atomic_write_text
 from tfsynth.cli import run_cli
 from tfsynth.training import pretrain_configs
 
@@ -152,11 +153,7 @@ def _read_json(path: str):
 
 def _write_json(path: str, data) -> None:
     """Atomic: a file that exists is complete (the stage markers rely on it)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 class StageLog:
@@ -211,14 +208,9 @@ def pretrain_config(config: ExperimentConfig, source: str, num_examples: int):
         epochs=epochs, lr_milestones=milestones, **config.pretrain)
 
 
-def _has_checkpoints(run_dir: str) -> bool:
-    ckpt = os.path.join(run_dir, "checkpoints")
-    return os.path.isdir(ckpt) and bool(os.listdir(ckpt))
-
-
 def stage_pretrain(config: ExperimentConfig, workdir: str) -> dict:
     from tfsynth.input import datasets
-    from tfsynth.training import pretrain
+    from tfsynth.training import checkpoint, pretrain
 
     out = {}
     for source in config.sources:
@@ -229,7 +221,8 @@ def stage_pretrain(config: ExperimentConfig, workdir: str) -> dict:
             pc = pretrain_config(config, source, n)
             print(f"\n--- pre-training on {source} ({pc.data}: {n} images, {pc.epochs} epochs) ---", flush=True)
             cpu = _cpu_seconds()
-            pretrain.run(pc, run_dir, resume=_has_checkpoints(run_dir), verbose=2)
+            resume = checkpoint.latest_checkpoint(os.path.join(run_dir, "checkpoints")) is not None
+            pretrain.run(pc, run_dir, resume=resume, verbose=2)
             _write_json(os.path.join(run_dir, "cpu.json"), {"cpu_s": round(_cpu_seconds() - cpu, 1)})
             _release_tf_memory()
         results = _read_json(results_path)

@@ -42,6 +42,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from tfsynth.atomic import atomic_write, atomic_write_text
 from tfsynth.segmentation import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,23 +125,12 @@ CONFIGS: dict[str, Callable[[], ExperimentConfig]] = {"small": small, "tiny": ti
 # ----------------------------------------------------------------------------------------------------------------
 # Bookkeeping: atomic files, stage markers, CPU time.
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _atomic_write_json(path: str, obj) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def _atomic_savez(path: str, **arrays) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def _read_json(path: str):
@@ -763,7 +753,7 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
     for s, v in result["cpu_s"].items():
         lines.append(f"| {s} | {v:.0f} | {result['wall_s'][s]:.0f} |")
     lines += [f"| total | {result['cpu_s_total']:.0f} ({result['cpu_s_total'] / 60:.1f} CPU-min) | |", ""]
-    _atomic_write_bytes(os.path.join(out, "results.md"), "\n".join(lines).encode())
+    atomic_write_text(os.path.join(out, "results.md"), "\n".join(lines))
 
 
 # ----------------------------------------------------------------------------------------------------------------

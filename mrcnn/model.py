@@ -260,20 +260,6 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
 class MaskRCNN(_model.MaskRCNN):
     """matterport's `MaskRCNN(mode, config, model_dir)`; `keras_model` is the Keras 3 model `build` returns."""
 
-    def __init__(self, mode, config, model_dir):
-        if mode not in ("training", "inference"):
-            raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
-        self.mode = mode
-        self.config = config
-        self.model_dir = model_dir
-        self.set_log_dir()
-        self._anchor_cache = {}
-        self.keras_model = self.build(mode=mode, config=config)
-
-    def build(self, mode, config):
-        """The Keras model of this mode (matterport's architecture and layer names)."""
-        return _model.build(mode=mode, config=config)
-
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, **kwargs):
         """matterport's `train`; `augmentation` may be an imgaug augmenter or a callable (image, masks, rng)."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 import glob
 import os
 import re
-import tempfile
-from typing import Callable, Optional
+from typing import Optional
 
 import keras
+
+from tfsynth.atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported)
 
 _CKPT_RE = re.compile(r"^ckpt-epoch(\d+)\.keras$")
 
@@ -63,38 +64,8 @@ def latest_intact_checkpoint(directory: str) -> Optional[tuple[int, str]]:
     return None
 
 
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Calls `write(tmp_path)` for a temporary path next to `path` (same suffix), then renames it to `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    base = os.path.basename(path)
-    suffix = ".keras" if base.endswith(".keras") else os.path.splitext(base)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{base}-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_save_model(model: keras.Model, path: str) -> None:
     atomic_write(path, lambda tmp: model.save(tmp, overwrite=True))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    atomic_write(path, write)
 
 
 def save_checkpoint(model: keras.Model, directory: str, epoch: int, keep: int = 1) -> str:

@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tfsynth.atomic import atomic_write_text
 from tfsynth.transfer import cv, table
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -311,9 +312,6 @@ def run(models: Sequence[str], data: str, out: str, *, images_per_class: Sequenc
     os.makedirs(out, exist_ok=True)
     paths = {"probe.json": os.path.join(out, "probe.json"), "probe.md": os.path.join(out, "probe.md")}
     for name, text in (("probe.json", json.dumps(report, indent=2, allow_nan=False)), ("probe.md", md)):
-        tmp = paths[name] + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, paths[name])
+        atomic_write_text(paths[name], text)
     return {**report, "markdown": md, "paths": paths}
 

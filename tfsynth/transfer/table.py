@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tfsynth.atomic import atomic_write, atomic_write_text
 from tfsynth.stats import CONFIDENCE, mean_ci  # CONFIDENCE re-exported
 
 KIND_ORDER = {"scratch": 0, "backbone": 1, "reference": 2}
@@ -361,12 +362,8 @@ def summary(records: Sequence[RunRecord]) -> dict:
 def _save_figure(fig, path: str) -> None:
     import matplotlib.pyplot as plt
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.path.basename(path)}")
-    fig.savefig(tmp, format="png")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _error(value: float) -> float:
@@ -480,10 +477,7 @@ def write_report(roots: Sequence[str], out_dir: str) -> dict:
                        ("summary.json", json.dumps(stats, indent=2)),
                        ("runs.json", json.dumps({"runs": [dataclasses.asdict(r) for r in collected.records],
                                                  "skipped": collected.skipped}, indent=2))):
-        tmp = paths[name] + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, paths[name])
+        atomic_write_text(paths[name], text)
     bar_chart(table, paths["transfer.png"])
     accuracy_vs_images(table, paths["accuracy_vs_images.png"])
     return {"markdown": md, "table": table, "records": collected.records, "skipped": collected.skipped_counts(),

@@ -437,8 +437,12 @@ class MaskRCNN:
         self.config = config
         self.model_dir = model_dir
         self.set_log_dir()
-        self.keras_model = build(mode=mode, config=config)
         self._anchor_cache = {}
+        self.keras_model = self.build(mode=mode, config=config)
+
+    def build(self, mode, config):
+        """The Keras model of this mode (matterport's architecture and layer names); subclasses may override."""
+        return build(mode=mode, config=config)
 
     # -- weights ---------------------------------------------------------------------------------------------
 
