@@ -349,3 +349,35 @@ def test_a_failed_build_is_its_last_line(tmp_path):
     (junk / "notes.txt").write_text("not a parameter file")
     with pytest.raises(DataSpecError, match=f"^building fractal_db/1k_csv failed: {junk}: contains no \\*.csv"):
         build_dataset(builder, tfds.download.DownloadConfig(manual_dir=str(junk)))
+
+
+def test_two_concurrent_auto_builds_of_one_dataset_build_it_once(tmp_path, monkeypatch):
+    import threading
+
+    import tfds_builders.digits  # noqa: F401
+    from tfsynth.input import datasets
+
+    builds, real_build = [], datasets.build_dataset
+
+    def slow_build(builder, download_config=None):
+        builds.append(threading.current_thread().name)
+        threading.Event().wait(1.0)  # keep the lock held while the other thread arrives
+        real_build(builder, download_config)
+
+    monkeypatch.setattr(datasets, "build_dataset", slow_build)
+    source = datasets.DataSource("digits", "8px")
+    results, errors = [], []
+
+    def load():
+        try:
+            results.append(datasets.prepared_builder(source, data_dir=str(tmp_path), auto_build=True))
+        except Exception as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load, name=f"job{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors
+    assert len(builds) == 1 and len(results) == 2 and all(b.is_prepared() for b in results)

@@ -13,8 +13,11 @@ Images are kept encoded here (cheap to shuffle); `tfsynth.input.pipeline` decode
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import importlib
+import os
 import pkgutil
 import re
 import warnings
@@ -167,6 +170,22 @@ def build_dataset(builder, download_config=None) -> None:
         raise DataSpecError(f"building {name} failed: {last}") from err
 
 
+@contextlib.contextmanager
+def _build_lock(builder):
+    """An exclusive lock per dataset variant (`<data_dir>/.build-locks/<name>-<config>.lock`), so two processes that
+    auto-build the same missing dataset (two experiment processes, parallel test workers) build it once; the kernel
+    drops the lock of a killed process."""
+    lock_dir = os.path.join(builder._data_dir_root, ".build-locks")  # noqa: SLF001 - TFDS has no public accessor
+    os.makedirs(lock_dir, exist_ok=True)
+    name = builder.name + (f"-{builder.builder_config.name}" if builder.builder_config else "")
+    with open(os.path.join(lock_dir, name + ".lock"), "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def prepared_builder(source: DataSource, data_dir: Optional[str] = None, auto_build: bool = False):
     """Returns the TFDS builder of a resolved source, building the dataset first when missing and allowed."""
     builder = tfds.builder(source.name, config=source.config, data_dir=data_dir)
@@ -177,8 +196,11 @@ def prepared_builder(source: DataSource, data_dir: Optional[str] = None, auto_bu
                 f"dataset {source.name}/{source.config} is not built in {where}. Build it with "
                 f"`tfds build {source.name} --config {source.config} --imports tfds_builders.{source.name}"
                 + (f" --data_dir {data_dir}" if data_dir else "") + "` or pass --auto_build.")
-        print(f"Building {source.name}/{source.config} in {where} (missing; --auto_build) ...", flush=True)
-        build_dataset(builder, beam_download_config())
+        with _build_lock(builder):  # another process may be building it right now: wait, then use its build
+            builder = tfds.builder(source.name, config=source.config, data_dir=data_dir)
+            if not builder.is_prepared():
+                print(f"Building {source.name}/{source.config} in {where} (missing; --auto_build) ...", flush=True)
+                build_dataset(builder, beam_download_config())
     features = builder.info.features
     missing = [k for k in ("image", "label") if k not in features]
     if missing:
