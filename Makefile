@@ -3,8 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): one per core; a file's tests stay on one worker (module fixtures build once).
+TEST_WORKERS ?= auto
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -38,11 +40,15 @@ demo: $(STAMP)
 	$(PY) -m eval.contact_sheet --data proc_synth_db/tiny --out $(DEMO_DIR)/proc_synth_db_tiny.png --logdir $(DEMO_DIR)/sheets
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations 15 $(PYTEST_ARGS) tests
 
 # Skips the slow end-to-end tests (Beam multi-worker build, kill/resume).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS) tests
+
+# ruff with the project's line length (ruff.toml): pyflakes, pycodestyle errors, lines over 120 characters.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --out benchmarks/results

@@ -43,6 +43,6 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
-        "test": ["pytest>=9,<10", "dill>=0.4"],
+        "test": ["pytest>=9,<10", "pytest-xdist>=3.8,<4", "dill>=0.4", "ruff>=0.16,<0.17"],
     },
 )

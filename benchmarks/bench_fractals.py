@@ -17,7 +17,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from tfsynth.fractals import dataset, ifs, render
+from tfsynth.fractals import dataset, ifs
 from tfsynth.fractals.search import SearchConfig, candidate_filling_rate, draw_candidate
 from tfsynth.png import encode_png
 

@@ -201,7 +201,7 @@ def main(argv=None):
     for image_id in dataset_val.image_ids:
         image, image_meta, gt_class_id, gt_bbox, gt_mask = \
             modellib.load_image_gt(dataset_val, inference_config, image_id, use_mini_mask=False)
-        molded_images = np.expand_dims(modellib.mold_image(image, inference_config), 0)
+        molded_images = np.expand_dims(modellib.mold_image(image, inference_config), 0)  # noqa: F841 - as matterport
         results = model.detect([image], verbose=0)
         r = results[0]
         AP, precisions, recalls, overlaps = \

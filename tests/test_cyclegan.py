@@ -65,7 +65,8 @@ def _np_in(x, eps=1e-5):
 
 
 def _np_generator(model, x, n_blocks, slope):
-    act = (lambda t: np.where(t > 0, t, slope * t))
+    def act(t):
+        return np.where(t > 0, t, slope * t)
     W = {layer.name: [np.asarray(v, np.float64) for v in layer.get_weights()] for layer in model.layers}
     h = act(_np_in(_np_conv(x, *W["model.1"], 1, 3, reflect=True)))
     h = act(_np_in(_np_conv(h, *W["model.4"], 2, 1)))

@@ -2,7 +2,6 @@
 per-seed training subsets (train.finetune's draw), model specs, and one tiny end-to-end run on digits/8px with an
 untrained ResNet-18 backbone.keras plus the random-network baseline."""
 import json
-import os
 
 import numpy as np
 import pytest

@@ -13,7 +13,6 @@ import tensorflow_datasets as tfds
 
 from tfds_builders import ShardChecksums
 from tfsynth.fractals.dataset import FractalDBConfig, category_params, render_unit, work_units
-from tfsynth.fractals.search import SearchConfig
 
 _DESCRIPTION = """
 FractalDB: one class per iterated function system (IFS) found by the filling-rate search of

@@ -120,7 +120,7 @@ class _Segmenter:
             raise FileNotFoundError(f"{weights_path}: Mask R-CNN weights file not found")
         config = mask_rcnn_config(overrides)
         if config.BATCH_SIZE != 1:
-            raise ValueError(f"the segmenter runs one photo at a time: IMAGES_PER_GPU x GPU_COUNT must be 1")
+            raise ValueError("the segmenter runs one photo at a time: IMAGES_PER_GPU x GPU_COUNT must be 1")
         self.config = config
         self.class_names = COCO_CLASS_NAMES[:config.NUM_CLASSES]
         if len(self.class_names) != config.NUM_CLASSES:

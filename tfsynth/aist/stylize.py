@@ -36,7 +36,6 @@ class GeneratorError(ValueError):
 
 def load_generator(path: str):
     """The generator saved by train.aist (`G.keras`, X -> Y); a folder is read as `<folder>/G.keras`."""
-    import keras
 
     import tfsynth.models.cyclegan  # noqa: F401  (registers the custom layers)
 

@@ -14,7 +14,6 @@ TF-free.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import numpy as np
 import threadpoolctl
