@@ -126,3 +126,18 @@ print(json.dumps(report))
         code, usage = report[name]
         prog = "python -m " + name.removesuffix(".__main__")
         assert code == 0 and usage.startswith(f"usage: {prog} "), (name, code, usage)
+
+
+def test_keras_progress_is_one_line_per_epoch_unless_stdout_is_a_terminal(monkeypatch):
+    import io
+
+    from tfsynth.cli import keras_verbosity
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert keras_verbosity() == 2 and keras_verbosity(0) == 0 and keras_verbosity(1) == 1
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    assert keras_verbosity("auto") == 1

@@ -84,3 +84,13 @@ def print_fit_summary(results: dict, epochs: int) -> None:
         print(f"Final training accuracy (last epoch, random crops): top-1 {tr['top1']:.4f}, loss {tr['loss']:.4f}")
     print(f"Epochs completed: {results['epochs_completed']}/{epochs}; "
           f"time this run: {results['wall_time_s_this_run']:.0f} s")
+
+
+def keras_verbosity(verbose: Union[int, str] = "auto") -> Union[int, str]:
+    """Keras' `verbose` for fit/evaluate: "auto" becomes a progress bar on a terminal and one line per epoch
+    otherwise (a redirected log would fill with the bar's carriage returns and escape codes); an explicit value
+    is kept."""
+    if verbose != "auto":
+        return verbose
+    stream = sys.stdout
+    return 1 if hasattr(stream, "isatty") and stream.isatty() else 2

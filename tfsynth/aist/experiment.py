@@ -241,18 +241,12 @@ def real_table(summary: dict) -> str:
 # ----------------------------------------------------------------------------------------------------------- stages
 
 def build_source(config: ExperimentConfig, data_dir: str):
-    import tensorflow_datasets as tfds
-
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from tfsynth.aist.stylize import source_builder
-    from tfsynth.input.datasets import build_dataset
+    from tfsynth.input.datasets import beam_download_config, build_dataset
 
     builder = source_builder(config.source, data_dir)
     if not builder.is_prepared():
-        # flags=[]: Beam would otherwise parse (and warn about) this job's own command line.
-        dl = tfds.download.DownloadConfig(beam_options=PipelineOptions(flags=[]),
-                                          manual_dir=config.source_manual_dir or None)
+        dl = beam_download_config(manual_dir=config.source_manual_dir or None)
         print(f"[eval.aist] building {config.source} in {data_dir}", flush=True)
         build_dataset(builder, dl)  # a bad --source_manual_dir: the last line of the build error only
     return builder

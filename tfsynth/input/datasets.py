@@ -145,11 +145,14 @@ def resolve_source(source: DataSource) -> DataSource:
     return source
 
 
-def beam_download_config() -> tfds.download.DownloadConfig:
-    """A DownloadConfig running the Beam builders locally (DirectRunner)."""
+def beam_download_config(manual_dir: Optional[str] = None) -> tfds.download.DownloadConfig:
+    """A DownloadConfig running the Beam builders locally. The runner is named, so Beam does not try another one
+    first, and `flags=[]` keeps Beam from parsing this job's own command line (it warned "Discarding unparseable
+    args" for every flag of the job that triggered the build)."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    return tfds.download.DownloadConfig(beam_options=PipelineOptions())
+    return tfds.download.DownloadConfig(beam_options=PipelineOptions(flags=[], runner="DirectRunner"),
+                                        manual_dir=manual_dir)
 
 
 _BEAM_CONTEXT = re.compile(r"\s*\[while running '[^']*'\]\s*$")

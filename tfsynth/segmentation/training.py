@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfsynth.segmentation.optim  # noqa: F401 - registers PolySchedule / GroupLRSGD for loading checkpoints
+from tfsynth.cli import keras_verbosity
 from tfsynth.input.augment import image_grid
 from tfsynth.models.fcn import (SegmentationCrossEntropy, fcn_resnet50, load_npz, save_torchvision_npz,
                                 transfer_state_dict)
@@ -196,6 +197,7 @@ def _read_json(path: str):
 def run_stage(stage: Stage, config: SegmentConfig, workdir: str, *, data_dir: Optional[str] = None,
               verbose="auto") -> dict:
     """Trains one stage in <workdir>/<stage.name> (continuing from its last checkpoint if there is one)."""
+    verbose = keras_verbosity(verbose)
     start = time.time()
     stage_dir = os.path.join(workdir, stage.name)
     results_path = os.path.join(stage_dir, report.RESULTS_FILE)

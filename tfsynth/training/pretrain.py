@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
+from tfsynth.cli import keras_verbosity
 from tfsynth.input import datasets, pipeline
 from tfsynth.input.augment import decode_rgb
 from tfsynth.models.classifier import backbone_from_classifier, build_classifier
@@ -205,6 +206,7 @@ def fit_classifier(setup: RunSetup, config, train_mix: datasets.Mixture, eval_mi
     model.keras / backbone.keras (backbone: `build_classifier` layouts only). `extra_results` are merged into
     results.json; `on_results(results)` may add entries computed from the final metrics before it is written.
     """
+    verbose = keras_verbosity(verbose)
     workdir, out_dir, chief, dist = setup.workdir, setup.out_dir, setup.chief, setup.dist
     initial_epoch, latest = setup.initial_epoch, setup.latest
     log_dir = os.path.join(out_dir, "logs")
