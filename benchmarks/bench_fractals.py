@@ -76,7 +76,8 @@ def run(quick: bool = False) -> dict:
     candidate_filling_rate(*drawn[0], search)
     _, search_seconds = _cpu(lambda: [candidate_filling_rate(p, u, search) for p, u in drawn])
     # the draws are part of the search too: time them separately on a fresh stream
-    _, draw_seconds = _cpu(lambda: [(draw_candidate(rs, search), rs.random_sample(search.n_points)) for _ in range(n_candidates)])
+    _, draw_seconds = _cpu(lambda: [(draw_candidate(rs, search), rs.random_sample(search.n_points))
+                                    for _ in range(n_candidates)])
     ours_search = n_candidates / (search_seconds + draw_seconds)
     _, base_candidate_seconds = _cpu(lambda: _python_chaos(*drawn[1]))
     base_search = 1.0 / base_candidate_seconds

@@ -153,7 +153,8 @@ def _bench_config(noise: str, n_scenes: int, n_baseline: int, stride: int) -> di
     dataset.encoded_example(config, 0)  # JIT compile / load the numba cache outside the timing
     _, seconds = _cpu(lambda: [dataset.encoded_example(config, i) for i in range(n_scenes)])
     examples, render_seconds = _cpu(lambda: [dataset.example(config, i) for i in range(n_scenes)])
-    _, encode_seconds = _cpu(lambda: [dataset.encode_png(ex[k]) for ex in examples for k in ("image", "label", "instance")])
+    _, encode_seconds = _cpu(lambda: [dataset.encode_png(ex[k])
+                                      for ex in examples for k in ("image", "label", "instance")])
     foreground = float(np.mean([np.count_nonzero(ex["instance"]) / ex["instance"].size for ex in examples]))
 
     size = config.image_size
@@ -188,8 +189,9 @@ def run(quick: bool = False) -> dict:
         result.update(_bench_config(noise, n_scenes, n_baseline, stride))
     result["baseline_matches_renderer"] = max(result["perlin_baseline_max_abs_difference"],
                                               result["sc_baseline_max_abs_difference"]) < 1e-9
-    result["setting"] = (f"first {n_scenes} scenes of the perlin / sc configs at 512 px incl. 3 PNGs (level 1); baseline: "
-                         f"{512 // stride}x{512 // stride} pixels (every {stride}th) of {n_baseline} scene(s), per-pixel Python")
+    result["setting"] = (f"first {n_scenes} scenes of the perlin / sc configs at 512 px incl. 3 PNGs (level 1); "
+                         f"baseline: {512 // stride}x{512 // stride} pixels (every {stride}th) "
+                         f"of {n_baseline} scene(s), per-pixel Python")
     result["quick"] = quick
     return result
 

@@ -1,15 +1,17 @@
 """3D procedural datasets: rendered examples per CPU-second (one core) for ProcSynthDB, MorphSynthDB and
-FlatWorldDB at the `1k` configs' 362 px (or --image_size), the pipeline's overhead over bare pyrender renders of the same meshes and views, and the
-GP morph sampling time per sample at 10k vertices. TF-free (runs its own renderer in this process).
+FlatWorldDB at the `1k` configs' 362 px (or --image_size), the pipeline's overhead over bare pyrender renders of the
+same meshes and views, and the GP morph sampling time per sample at 10k vertices. TF-free (runs its own renderer in
+this process).
 
 Baseline measured in the same run: `pyrender.OffscreenRenderer.render` alone on the same meshes, poses, lights
 (scene construction, mesh upload, view sampling, emptiness checks, PNG encoding and class-mesh building are the
 pipeline's overhead). Targets: overhead <= 30 %; morph sampling <= 20 ms per sample at 10k vertices.
 `*_amortised_*` is one class mesh rendered for a whole work unit (64 instances with --quick, 250 as in the 1k
 configs), i.e. the class-mesh cost amortised as the real builders amortise it (MorphSynthDB: with its base's GP
-model already built, as grouped units give, and `*_unit_with_model_build_*` the worst case); the small 2- and 4-class runs charge each class mesh (and each morph
-model) to only 8 or 25 instances. Pipeline and bare renders alternate in blocks of 25 instances, so a change of
-machine load between them does not show up as overhead. BLAS runs on one thread (OPENBLAS_NUM_THREADS=1).
+model already built, as grouped units give, and `*_unit_with_model_build_*` the worst case); the small 2- and 4-class
+runs charge each class mesh (and each morph model) to only 8 or 25 instances. Pipeline and bare renders alternate in
+blocks of 25 instances, so a change of machine load between them does not show up as overhead. BLAS runs on one
+thread (OPENBLAS_NUM_THREADS=1).
 
     python -m benchmarks.bench_synth3d [--quick] [--image_size 224]
 """
@@ -117,7 +119,8 @@ def _morph_sampling(vertices_target: int, draws: int) -> dict:
     per_sample = seconds / draws
     return {"vertices": int(len(vertices)), "model_build_cpu_s": round(build_s, 2),
             "sample_cpu_ms": round(1000 * per_sample, 2), "rank_shape_albedo": list(model.rank),
-            "methods": [f"{t['space']} sigma={t['sigma']:g}: {t['method']} rank {t['rank']}, captured {t['captured']:.3f}"
+            "methods": [f"{t['space']} sigma={t['sigma']:g}: {t['method']} rank {t['rank']}, "
+                        f"captured {t['captured']:.3f}"
                         for t in model.captured["terms"]],
             "captured_shape": round(model.captured["shape"], 4), "captured_albedo": round(model.captured["albedo"], 4)}
 
@@ -146,8 +149,8 @@ def run(quick: bool = False, image_size: int = 362) -> dict:
         "pipeline_overhead_target": 0.3,
         "morph_10k": sampling,
         "morph_sample_ms_target": 20,
-        "setting": f"{image_size} px, {classes} classes x {instances} instances per dataset, one llvmpipe thread (LP_NUM_THREADS=1), "
-                   "CPU seconds of this process",
+        "setting": f"{image_size} px, {classes} classes x {instances} instances per dataset, "
+                   "one llvmpipe thread (LP_NUM_THREADS=1), CPU seconds of this process",
         "quick": quick,
     }
 

@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     names = [n for n in discover() if not args.only or n.removeprefix("bench_") in args.only]
     if not names:
-        parser.error(f"no benchmark matches {args.only}; available: {', '.join(n.removeprefix('bench_') for n in discover())}")
+        parser.error(f"no benchmark matches {args.only}; "
+                     f"available: {', '.join(n.removeprefix('bench_') for n in discover())}")
     summary = {"machine": platform.platform(), "processor": platform.processor(), "results": {}}
     for name in names:
         start = time.time()

@@ -79,7 +79,8 @@ def main(argv=None) -> dict:
     result = {"out": os.path.abspath(args.out), "rows": len(rows), "columns": max(len(r) for r in rows),
               "shape": list(sheet.shape), "seconds": round(time.time() - start, 1)}
     print(f"Contact sheet of {source.name}/{source.config} ({result['rows']} classes x {result['columns']} "
-          f"instances) -> {result['out']}" + (f"; TensorBoard: tensorboard --logdir {args.logdir}" if args.logdir else ""))
+          f"instances) -> {result['out']}"
+          + (f"; TensorBoard: tensorboard --logdir {args.logdir}" if args.logdir else ""))
     return result
 
 

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="coco_seg20/1k", help="dataset name/config for --model (default %(default)s)")
     parser.add_argument("--split", default="validation", help="split for --model (default %(default)s)")
     parser.add_argument("--data_dir", default=None, help="TFDS data directory")
-    parser.add_argument("--eval_size", type=int, default=520, help="shorter side of the evaluated images (0: as stored)")
+    parser.add_argument("--eval_size", type=int, default=520,
+                        help="shorter side of the evaluated images (0: as stored)")
     parser.add_argument("--batch_size", type=int, default=8, help="evaluation batch (padded; 1 = per image)")
     parser.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level of the intervals")
     parser.add_argument("--labels", choices=("present", "all"), default="present",

@@ -605,7 +605,8 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
         "interval": "95 % percentile bootstrap over held-out images (paired across models); mean over seeds",
         "class_names": list(CLASS_NAMES),
         "fcn": {f"{a}->{b}": strip(v) for (a, b), v in fcn.items()},
-        "baselines": {(f"{r}->{te}" if t is None else f"{r}:{t}->{te}"): strip(v) for (r, t, te), v in baselines.items()},
+        "baselines": {(f"{r}->{te}" if t is None else f"{r}:{t}->{te}"): strip(v)
+                      for (r, t, te), v in baselines.items()},
         "fcn_minus_best_baseline": margins, "cross_noise_gap": gaps, "fcn_beats_baselines": beats,
         "stride8_ceiling": {str(k): strip(v) for k, v in ceiling.items()}, "learning_curves": curves,
         "fitted_baselines": stages["baselines"]["fitted"],
@@ -648,7 +649,8 @@ def _summary(config, result, fcn, baselines) -> str:
                 + " an FCN win at this size.")
     t = trained[0]
     f_d, h_d = fcn[(t, t)]["decomposition"], baselines[("hue", t, t)]["decomposition"]
-    text.append(f"FCN trained on {t} against the hue rule: finding objects (foreground IoU {_pct(f_d['foreground_iou'])} "
+    text.append(f"FCN trained on {t} against the hue rule: finding objects "
+                f"(foreground IoU {_pct(f_d['foreground_iou'])} "
                 f"vs the hue rule's {_pct(h_d['foreground_iou'])}) and naming them (class accuracy on found object "
                 f"pixels {_pct(f_d['object_class_accuracy'])} vs {_pct(h_d['object_class_accuracy'])}).")
     return " ".join(text)
@@ -685,7 +687,8 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
               "Mean over seeds [95 % bootstrap interval], percent.", "", header.rstrip("\n")]
     for t in trained:
         lines.append(f"| {t} | {t} | " + " | ".join(_cell(fcn[(t, t)], m) for m in metrics.METRICS) + " |")
-    lines += ["", "Seed's Table 2 (full scale): perlin 97 / 94 / 95 / 89 / 97 / 94, sc 97 / 94 / 94 / 88 / 97 / 93.", ""]
+    lines += ["", "Seed's Table 2 (full scale): perlin 97 / 94 / 95 / 89 / 97 / 94, sc 97 / 94 / 94 / 88 / 97 / 93.",
+              ""]
     lines += ["## Trivial baselines on the same held-out images", "",
               "Hue rule: per-pixel lookup over "
               f"{config.hue_bins} hue bins plus one grey cell (saturation < {config.grey_saturation}); colour rule: "
@@ -724,7 +727,8 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
     lines += [f"![{a} on {b}](overlays_{a}_on_{b}.png)" for a in trained for b in noises]
     lines += ["", "## Diagnosis: training length and resolution", "",
               "Held-out scores after each epoch (epoch 0: the initial model):", "",
-              "| Run | epoch | training loss | held-out loss | Macro IoU | Micro Accuracy |", "|---|---|---|---|---|---|"]
+              "| Run | epoch | training loss | held-out loss | Macro IoU | Micro Accuracy |",
+              "|---|---|---|---|---|---|"]
     for run_name, entries in result["learning_curves"].items():
         for e in entries:
             loss = "" if e["train_loss"] is None else f"{e['train_loss']:.3f}"

@@ -98,9 +98,11 @@ def write_majaj(root: Path, temporal_npz: bool = False) -> dict:
                            ("presentation", "neuroid", "time_bin"), coords,
                            attrs={"identifier": f"dicarlo.MajajHong2015.{access}",
                                   "stimulus_set_identifier": f"hvm-{access}"})
-        rows = [dict(stim, filename=f"im_{stim['stimulus_id']}.png") for stim in stimuli if stim["variation"] in variations]
+        rows = [dict(stim, filename=f"im_{stim['stimulus_id']}.png")
+                for stim in stimuli if stim["variation"] in variations]
         with open(root / f"image_dicarlo_hvm-{access}.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["stimulus_id", "object_name", "category_name", "variation", "filename"])
+            writer = csv.DictWriter(f, fieldnames=["stimulus_id", "object_name", "category_name", "variation",
+                                                   "filename"])
             writer.writeheader()
             writer.writerows(rows)
         images = {row["filename"]: _png(int(row["stimulus_id"][:2]), row["variation"]) for row in rows}
@@ -123,7 +125,8 @@ def _png(obj: int, variation: int) -> bytes:
 
 
 def _examples(builder):
-    return {ex["stimulus_id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False))}
+    return {ex["stimulus_id"].decode(): ex
+            for ex in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False))}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +143,8 @@ def test_netcdf_roundtrip_has_brainio_layout(tmp_path):
     values = np.arange(12, dtype=np.float64).reshape(4, 3)
     values[1, 1] = np.nan
     write_assembly(path, values, ("presentation", "neuroid"), {
-        "stimulus_id": ("presentation", np.array(["a", "b", "a", "b"])), "repetition": ("presentation", np.array([0, 0, 1, 1])),
+        "stimulus_id": ("presentation", np.array(["a", "b", "a", "b"])),
+        "repetition": ("presentation", np.array([0, 0, 1, 1])),
         "region": ("neuroid", np.array(["V4", "IT", "IT"]))}, attrs={"identifier": "x"})
     import h5py
 
@@ -329,7 +333,8 @@ def test_nsd_build_has_shared_images_repetitions_and_zscored_rois(nsd_build):
         reps = len(expected[nsd_id]["V1"])
         np.testing.assert_array_equal(ex["repetition"], np.arange(reps))
         for region in labels:
-            np.testing.assert_allclose(ex["responses"][region], np.stack(expected[nsd_id][region]), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(ex["responses"][region], np.stack(expected[nsd_id][region]),
+                                       rtol=1e-5, atol=1e-6)
             assert ex["responses"][region].shape[1] == meta["voxels"][region]
     assert {len(ex["repetition"]) for ex in examples.values()} == {2, 3}  # 3rd repetitions past session 2 are absent
 

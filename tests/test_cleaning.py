@@ -231,7 +231,8 @@ def test_ratio_normal_draws_are_positive_and_seeded():
 
 def test_ratio_plots_are_written(tmp_path):
     rng = np.random.default_rng(0)
-    path = plot_ratio_distributions({"real": list(rng.gamma(2, 1, 200)) + [np.inf], "synthetic": rng.normal(0.2, 0.02, 200)},
+    path = plot_ratio_distributions({"real": list(rng.gamma(2, 1, 200)) + [np.inf],
+                                     "synthetic": rng.normal(0.2, 0.02, 200)},
                                     str(tmp_path / "ratios.png"), "Figure 3.10", normal=(0.2, 0.02))
     with open(path, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

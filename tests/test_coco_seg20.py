@@ -222,7 +222,8 @@ def test_valid_images_and_seeded_subsample(fixture_root):
     val = coco.load_coco(coco.split_files(root, "validation")[1])
     assert coco.valid_image_ids(train, coco.CocoSegConfig(), "train") == info["valid_train"]
     assert coco.valid_image_ids(val, coco.CocoSegConfig(), "validation") == info["valid_validation"]
-    assert coco.valid_image_ids(val, coco.CocoSegConfig(filter_validation=False), "validation") == info["all_validation"]
+    assert (coco.valid_image_ids(val, coco.CocoSegConfig(filter_validation=False), "validation")
+            == info["all_validation"])
     order = coco.subsample_order(info["valid_train"], seed=0, split="train")
     assert sorted(order) == info["valid_train"]
     assert order == coco.subsample_order(info["valid_train"], seed=0, split="train")

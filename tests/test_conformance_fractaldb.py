@@ -55,7 +55,8 @@ def test_seed1_search_reproduces_all_1000_official_categories(tmp_path):
     categories, stats = search_categories(1000, SearchConfig(seed=1))
     assert len(categories) == 1000
     values = [_sha16(np.ascontiguousarray(c, dtype="<f8").tobytes()) for c in categories]
-    wrong_values = [i for i, (ours, theirs) in enumerate(zip(values, FINGERPRINTS["values_sha256_16"])) if ours != theirs]
+    wrong_values = [i for i, (ours, theirs) in enumerate(zip(values, FINGERPRINTS["values_sha256_16"]))
+                    if ours != theirs]
     assert not wrong_values, f"{len(wrong_values)} categories differ from the official rows, first {wrong_values[:10]}"
     assert [len(c) for c in categories] == FINGERPRINTS["n_maps"]
     text = []

@@ -87,7 +87,8 @@ def test_rerun_skips_finished_stages_and_redoes_a_missing_one(tiny_run, tmp_path
     out = tmp_path / "again"
     stdout = _run(workdir, out)
     assert "[train-perlin-s1] done earlier" in stdout and "[report] running" in stdout
-    assert json.loads((out / "results.json").read_text())["fcn"] == json.loads((results / "results.json").read_text())["fcn"]
+    assert (json.loads((out / "results.json").read_text())["fcn"]
+            == json.loads((results / "results.json").read_text())["fcn"])
 
 
 def test_per_image_confusion_and_batch_scores_match_metrics():

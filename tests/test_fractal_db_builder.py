@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 def _download_config(**kw):
     import apache_beam as beam
 
-    return tfds.download.DownloadConfig(beam_options=beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"]), **kw)
+    return tfds.download.DownloadConfig(
+        beam_options=beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"]), **kw)
 
 
 def _examples_by_key(builder):
@@ -84,7 +85,8 @@ def test_examples_serialise_with_sorted_feature_keys(tiny):
 def test_builder_configs_and_unknown_config():
     names = [c.name for c in Builder.BUILDER_CONFIGS]
     assert names == ["tiny", "small", "100", "1k", "1k_svd", "1k_csv"]
-    sizes = {c.name: (c.fractal.num_categories, c.fractal.instances_per_category, c.fractal.image_size) for c in Builder.BUILDER_CONFIGS}
+    sizes = {c.name: (c.fractal.num_categories, c.fractal.instances_per_category, c.fractal.image_size)
+             for c in Builder.BUILDER_CONFIGS}
     assert sizes["1k"] == (1000, 1000, 362) and sizes["tiny"] == (4, 16, 64)
     with pytest.raises(ValueError, match="nope not found"):
         tfds.builder("fractal_db/nope")
@@ -95,7 +97,8 @@ def test_csv_sampler_renders_given_categories_and_rejects_bad_files(tmp_path):
     manual = tmp_path / "manual"
     write_params_dir(manual, params)
     config = FractalDbBuilderConfig(name="csv_test", fractal=FractalDBConfig(
-        num_categories=2, sampler="csv", image_size=32, num_points=5000, weight_indices=(2,), patches_per_weight=1, flips=(0,)))
+        num_categories=2, sampler="csv", image_size=32, num_points=5000, weight_indices=(2,), patches_per_weight=1,
+        flips=(0,)))
     builder = Builder(config=config, data_dir=str(tmp_path / "data"))
     builder.download_and_prepare(download_config=_download_config(manual_dir=str(manual)))
     got = {k[0]: ex["params"] for k, ex in _examples_by_key(builder).items()}
@@ -111,7 +114,8 @@ def test_csv_sampler_renders_given_categories_and_rejects_bad_files(tmp_path):
 
 def test_svd_sampler_config_builds_contractive_categories(tmp_path):
     config = FractalDbBuilderConfig(name="svd_test", fractal=FractalDBConfig(
-        num_categories=3, sampler="svd", image_size=32, num_points=5000, weight_indices=(2,), patches_per_weight=1, flips=(0,)))
+        num_categories=3, sampler="svd", image_size=32, num_points=5000, weight_indices=(2,), patches_per_weight=1,
+        flips=(0,)))
     builder = Builder(config=config, data_dir=str(tmp_path))
     builder.download_and_prepare(download_config=_download_config())
     examples = _examples_by_key(builder)

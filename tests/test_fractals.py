@@ -75,9 +75,11 @@ OFFICIAL_POINT_RENDER_SHA = {
 @pytest.mark.parametrize("draw_type", ["point_gray", "point_color"])
 def test_point_renders_equal_the_official_renderer(draw_type):
     params = read_params_csv(OFFICIAL / "00000.csv")
-    config = dataset.FractalDBConfig(num_categories=1, draw_type=draw_type, patches_per_weight=1, weight_indices=(0, 2, 24))
+    config = dataset.FractalDBConfig(num_categories=1, draw_type=draw_type, patches_per_weight=1,
+                                     weight_indices=(0, 2, 24))
     for weight_index in (0, 2, 24):
-        images = {int(ex["flip"]): _decode(ex["image"]) for _, ex in dataset.render_unit(config, 0, params, weight_index)}
+        images = {int(ex["flip"]): _decode(ex["image"])
+                  for _, ex in dataset.render_unit(config, 0, params, weight_index)}
         assert _sha(images[0]) == OFFICIAL_POINT_RENDER_SHA[(draw_type, weight_index)]
         np.testing.assert_array_equal(images[1], images[0][::-1])
         np.testing.assert_array_equal(images[2], images[0][:, ::-1])

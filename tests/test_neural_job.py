@@ -116,7 +116,8 @@ def test_cli_errors_are_clear(tmp_path):
     keras.utils.set_random_seed(0)
     path = tmp_path / "m.keras"
     resnet.resnet18(num_classes=2, include_top=False, input_shape=(None, None, 3)).save(path)
-    with pytest.raises(SystemExit, match=r"(?s)not built in .*tfds build nsd --imports tfds_builders.nsd --config subj01"):
+    with pytest.raises(SystemExit,
+                       match=r"(?s)not built in .*tfds build nsd --imports tfds_builders.nsd --config subj01"):
         main(["--model", str(path), "--brain", "nsd/subj01", "--data_dir", str(tmp_path / "tfds"),
               "--workdir", str(tmp_path / "nsd")])
     with pytest.raises(SystemExit, match="simulated data has no region"):

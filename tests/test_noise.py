@@ -57,7 +57,8 @@ def _java_noise(x, y, z, p=_PP):
     BB = p[B + 1] + Z
     return _java_lerp(w, _java_lerp(v, _java_lerp(u, _java_grad(p[AA], x, y, z), _java_grad(p[BA], x - 1, y, z)),
                                     _java_lerp(u, _java_grad(p[AB], x, y - 1, z), _java_grad(p[BB], x - 1, y - 1, z))),
-                      _java_lerp(v, _java_lerp(u, _java_grad(p[AA + 1], x, y, z - 1), _java_grad(p[BA + 1], x - 1, y, z - 1)),
+                      _java_lerp(v, _java_lerp(u, _java_grad(p[AA + 1], x, y, z - 1),
+                                               _java_grad(p[BA + 1], x - 1, y, z - 1)),
                                  _java_lerp(u, _java_grad(p[AB + 1], x, y - 1, z - 1),
                                             _java_grad(p[BB + 1], x - 1, y - 1, z - 1))))
 

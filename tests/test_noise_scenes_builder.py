@@ -16,7 +16,8 @@ from tfsynth.scenes import dataset
 def _download_config():
     import apache_beam as beam
 
-    return tfds.download.DownloadConfig(beam_options=beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"]))
+    return tfds.download.DownloadConfig(
+        beam_options=beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"]))
 
 
 def _examples(builder, split):
@@ -83,8 +84,8 @@ def test_builder_configs():
 @pytest.mark.slow
 def test_cli_build_with_two_beam_workers_equals_in_process_build(tiny, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [str(Path(sys.executable).with_name("tfds")), "build", "noise_scenes", "--imports", "tfds_builders.noise_scenes",
-           "--config", "sc_tiny", "--data_dir", str(tmp_path),
+    cmd = [str(Path(sys.executable).with_name("tfds")), "build", "noise_scenes",
+           "--imports", "tfds_builders.noise_scenes", "--config", "sc_tiny", "--data_dir", str(tmp_path),
            "--beam_pipeline_options=runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -60,7 +60,8 @@ def test_chunks_are_well_formed():
     assert kinds == [b"IHDR", b"IDAT", b"IEND"]
 
 
-@pytest.mark.parametrize("bad,match", [(np.zeros((4, 4), np.float32), "uint8"), (np.zeros((4, 4, 2), np.uint8), "shape"),
+@pytest.mark.parametrize("bad,match", [(np.zeros((4, 4), np.float32), "uint8"),
+                                       (np.zeros((4, 4, 2), np.uint8), "shape"),
                                        (np.zeros((0, 4, 3), np.uint8), "shape"), (np.zeros(4, np.uint8), "shape")])
 def test_bad_input_is_refused_with_the_reason(bad, match):
     with pytest.raises(ValueError, match=match):

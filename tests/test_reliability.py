@@ -245,7 +245,8 @@ def test_default_configs_keep_two_checkpoints():
     from tfsynth.training.pretrain_configs import PretrainConfig
     from tfsynth.transfer.configs import FinetuneConfig
 
-    assert PretrainConfig().keep_checkpoints == FinetuneConfig().keep_checkpoints == SegmentConfig().keep_checkpoints == 2
+    assert (PretrainConfig().keep_checkpoints == FinetuneConfig().keep_checkpoints
+            == SegmentConfig().keep_checkpoints == 2)
 
 
 def test_model_files_are_reported_as_what_they_are(tmp_path):

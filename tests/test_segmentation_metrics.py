@@ -81,7 +81,8 @@ def test_per_class_values():
     assert got["per_class"]["support"] == [2, 2, 1, 0]
     assert got["per_class"]["iou"][:3] == pytest.approx([1 / 3, 2 / 3, 0.0]) and math.isnan(got["per_class"]["iou"][3])
     assert got["per_class"]["f1"][:3] == pytest.approx([0.5, 0.8, 0.0])
-    assert got["per_class"]["recall"][:3] == pytest.approx([0.5, 1.0, 0.0]) and math.isnan(got["per_class"]["recall"][3])
+    assert (got["per_class"]["recall"][:3] == pytest.approx([0.5, 1.0, 0.0])
+            and math.isnan(got["per_class"]["recall"][3]))
     assert got["num_pixels"] == 5
 
 

@@ -140,7 +140,8 @@ def test_streaming_evaluation_equals_sklearn_on_flattened_labels(coco_val):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = {"micro_accuracy": accuracy_score(y, p), "macro_accuracy": balanced_accuracy_score(y, p),
-                    "micro_iou": jaccard_score(y, p, average="micro"), "macro_iou": jaccard_score(y, p, average="macro"),
+                    "micro_iou": jaccard_score(y, p, average="micro"),
+                    "macro_iou": jaccard_score(y, p, average="macro"),
                     "micro_f1": f1_score(y, p, average="micro"), "macro_f1": f1_score(y, p, average="macro")}
     for name in metrics.METRICS:
         assert scores[name] == pytest.approx(expected[name], abs=1e-12), name
@@ -158,7 +159,8 @@ def test_poly_schedule_is_torch_polynomial_lr():
     s = PolySchedule(0.02, total_steps=10, power=0.9)
     for step in (0, 1, 5, 9, 10, 15):
         expected = 0.02 * (1 - min(step, 10) / 10) ** 0.9
-        assert float(s(step)) == pytest.approx(expected, rel=1e-6, abs=1e-12) and s.lr_at_step(step) == pytest.approx(expected)
+        assert (float(s(step)) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+                and s.lr_at_step(step) == pytest.approx(expected))
     assert PolySchedule.from_config(s.get_config()).get_config() == s.get_config()
 
 

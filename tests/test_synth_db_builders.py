@@ -54,7 +54,8 @@ def test_tiny_build_is_complete_balanced_and_never_blank(built, name):
 
 
 def test_metadata_survives_reload_and_configs_are_documented(built):
-    reloaded = tfds.builder("proc_synth_db", config="tiny", data_dir=built["proc_synth_db"].data_dir.split("/proc_synth_db")[0])
+    reloaded = tfds.builder("proc_synth_db", config="tiny",
+                            data_dir=built["proc_synth_db"].data_dir.split("/proc_synth_db")[0])
     assert reloaded.info.metadata["classes"] == built["proc_synth_db"].info.metadata["classes"]
     for name in NAMES:
         cls = tfds.builder_cls(name)

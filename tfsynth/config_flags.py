@@ -57,9 +57,10 @@ def check_ranges(config, rules: Mapping[str, str]) -> None:
 
 
 def field_help(config_cls) -> dict[str, str]:
-    """The trailing `# comment` of each field of `config_cls`, used as its flag's help."""
+    """The trailing `# comment` of each field of `config_cls` (less a final `# noqa: ...`), used as its flag's help."""
     source = inspect.getsource(config_cls)
-    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.*)$", source, re.M)}
+    return {m[1]: m[2].strip()
+            for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.*?)(?:\s+#\s*noqa\b.*)?$", source, re.M)}
 
 
 def _tuple_parser(item_type):

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = NeuralConfig(models=[])
     p.add_argument("--model", action="append", default=[], help="[name=]path of a .keras model (globs allowed); repeat")
     p.add_argument("--demo", action="store_true", help="small SIMULATED brain dataset, 64 px, PCA on simulated images")
-    p.add_argument("--brain", default=None, help="'simulated' | 'majaj_hong_2015' | 'nsd/subj01' ... (default simulated)")
+    p.add_argument("--brain", default=None,
+                   help="'simulated' | 'majaj_hong_2015' | 'nsd/subj01' ... (default simulated)")
     p.add_argument("--data_dir", default=None, help="TFDS data_dir of the brain (and --pca_images) builders")
     p.add_argument("--regions", type=_csv, default=None, help="comma list (default: all of the dataset)")
     p.add_argument("--layers", type=_csv, default=None, help="comma list (default: every residual block output)")
@@ -66,7 +67,8 @@ def config_from_args(args) -> NeuralConfig:
     models = parse_models(args.model)
     config = demo_config(models) if args.demo else NeuralConfig(models=models)
     overrides = {k: v for k, v in vars(args).items()
-                 if v is not None and k not in ("model", "demo") and k in {f.name for f in dataclasses.fields(NeuralConfig)}}
+                 if v is not None and k not in ("model", "demo")
+                 and k in {f.name for f in dataclasses.fields(NeuralConfig)}}
     if args.demo and overrides.get("brain", "simulated") != "simulated":
         raise SystemExit("--demo uses the simulated brain data; drop --brain or --demo")
     return dataclasses.replace(config, **overrides)
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
     if not args.model and args.demo:
         args.model = [_newest_backbone()]
     if not args.model:
-        raise SystemExit("give at least one --model PATH (e.g. runs/demo/backbone.keras from `python -m train.pretrain`)")
+        raise SystemExit("give at least one --model PATH "
+                         "(e.g. runs/demo/backbone.keras from `python -m train.pretrain`)")
     config = config_from_args(args)
     from tfsynth.workdir import claim_workdir
 

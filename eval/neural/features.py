@@ -24,7 +24,8 @@ PREPROCESS = {
     # The project's models (tfsynth.models.classifier) normalise inside the model: feed [0, 255] pixels.
     "none": lambda x: x,
     # torchvision ImageNet normalisation on [0, 1] pixels (models without a normalisation layer).
-    "torch": lambda x: (x / 255.0 - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32),
+    "torch": lambda x: ((x / 255.0 - np.array([0.485, 0.456, 0.406], np.float32))
+                        / np.array([0.229, 0.224, 0.225], np.float32)),
     # keras.applications.resnet 'caffe' mode: BGR, ImageNet mean subtracted, no scaling.
     "caffe": lambda x: x[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32),
 }

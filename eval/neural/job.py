@@ -82,7 +82,8 @@ def parse_models(specs: Sequence[str]) -> list:
 
 
 def _recipe(config: NeuralConfig, stratified: bool) -> str:
-    kind = ("Stratified" if stratified else "") + ("KFold" if config.kfold else f"ShuffleSplit(train {config.train_size})")
+    kind = (("Stratified" if stratified else "")
+            + ("KFold" if config.kfold else f"ShuffleSplit(train {config.train_size})"))
     return (f"PLSRegression({config.n_components}, scale=False), {config.n_splits} x {kind}, seed {config.seed}; "
             "Pearson r per neuroid on held-out images, median over neuroids, mean over splits (error: std/sqrt(n)); "
             "split-half ceiling (Spearman-Brown); ceiled r^2/c (Brain-Score) and (r/c)^2 (Brain-Score 2019-2025)")
@@ -96,7 +97,8 @@ def _load_images(spec: str, count: int, config: NeuralConfig) -> np.ndarray:
     """The separate image set for the PCA fit."""
     if spec == "simulated":
         sim = dataclasses.replace(config.simulated, seed=config.simulated.seed + 10_000,
-                                  images_per_condition=max(1, -(-count // (config.simulated.n_objects * len(config.simulated.variations)))))
+                                  images_per_condition=max(1, -(-count // (config.simulated.n_objects
+                                                                           * len(config.simulated.variations)))))
         return render_stimuli(sim)[0][:count]
     if spec.endswith((".npy", ".npz")):
         arr = np.load(spec)

@@ -35,7 +35,8 @@ their point-drawn images equal the official renderer's pixel for pixel. Patch ma
 _CITATION = """
 @inproceedings{kataoka2020pretraining,
   title={Pre-training without Natural Images},
-  author={Kataoka, Hirokatsu and Okayasu, Kazushige and Matsumoto, Asato and Yamagata, Eisuke and Yamada, Ryosuke and Inoue, Nakamasa and Nakamura, Akio and Satoh, Yutaka},
+  author={Kataoka, Hirokatsu and Okayasu, Kazushige and Matsumoto, Asato and Yamagata, Eisuke and Yamada, Ryosuke and \
+Inoue, Nakamasa and Nakamura, Akio and Satoh, Yutaka},
   booktitle={Asian Conference on Computer Vision (ACCV)},
   year={2020}
 }
@@ -59,7 +60,8 @@ BUILDER_CONFIGS = [
     _config("tiny", "4 categories x 16 instances at 64 px (2 weights x 2 patches x 4 flips): tests and demo.",
             num_categories=4, image_size=64, num_points=20_000, weight_indices=(2, 7), patches_per_weight=2),
     _config("small", "100 categories x 40 instances at 128 px: builds in a few CPU-minutes.",
-            num_categories=100, image_size=128, num_points=50_000, weight_indices=(0, 2, 4, 12, 20), patches_per_weight=2),
+            num_categories=100, image_size=128, num_points=50_000, weight_indices=(0, 2, 4, 12, 20),
+            patches_per_weight=2),
     _config("100", "FractalDB-100: the first 100 official categories x 1,000 instances at 362 px.",
             num_categories=100, **_FULL),
     _config("1k", "FractalDB-1k: the 1,000 official categories x 1,000 instances at 362 px.",
@@ -97,7 +99,8 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(size, size, config.channels), encoding_format="png"),
                 "label": tfds.features.ClassLabel(num_classes=config.num_categories),
-                "params": tfds.features.Tensor(shape=(None, 7), dtype=np.float64, encoding=tfds.features.Encoding.BYTES),
+                "params": tfds.features.Tensor(shape=(None, 7), dtype=np.float64,
+                                               encoding=tfds.features.Encoding.BYTES),
                 "weight_index": tfds.features.Scalar(dtype=np.int32),
                 "patch_index": tfds.features.Scalar(dtype=np.int32),
                 "flip": tfds.features.Scalar(dtype=np.int32),

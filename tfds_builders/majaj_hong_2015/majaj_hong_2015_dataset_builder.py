@@ -33,7 +33,8 @@ DatasetInfo metadata: regions, visual_degrees, neuroid_ids per region, dropped e
 
 _CITATION = """
 @article{majaj2015simple,
-  title={Simple Learned Weighted Sums of Inferior Temporal Neuronal Firing Rates Accurately Predict Human Core Object Recognition Performance},
+  title={Simple Learned Weighted Sums of Inferior Temporal Neuronal Firing Rates Accurately Predict Human Core \
+Object Recognition Performance},
   author={Majaj, Najib J. and Hong, Ha and Solomon, Ethan A. and DiCarlo, James J.},
   journal={Journal of Neuroscience}, volume={35}, number={39}, pages={13402--13418}, year={2015},
   doi={10.1523/JNEUROSCI.5181-14.2015}

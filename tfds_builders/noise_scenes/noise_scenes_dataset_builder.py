@@ -100,7 +100,8 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
         config = self.builder_config.scenes
         size = config.image_size
         if config.num_classes != len(CLASS_NAMES):
-            raise ValueError(f"config {self.builder_config.name}: {config.num_classes} classes, names for {len(CLASS_NAMES)}")
+            raise ValueError(f"config {self.builder_config.name}: {config.num_classes} classes, "
+                             f"names for {len(CLASS_NAMES)}")
         float_scalar = lambda doc: tfds.features.Scalar(dtype=np.float32, doc=doc)  # noqa: E731
         return self.dataset_info_from_configs(
             description=_DESCRIPTION,

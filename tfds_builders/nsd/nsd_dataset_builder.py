@@ -30,7 +30,9 @@ DatasetInfo metadata: regions, voxel counts and indices, subject, sessions, visu
 _CITATION = """
 @article{allen2022massive,
   title={A massive 7T fMRI dataset to bridge cognitive neuroscience and artificial intelligence},
-  author={Allen, Emily J. and St-Yves, Ghislain and Wu, Yihan and Breedlove, Jesse L. and Prince, Jacob S. and Dowdle, Logan T. and Nau, Matthias and Caron, Brad and Pestilli, Franco and Charest, Ian and Hutchinson, J. Benjamin and Naselaris, Thomas and Kay, Kendrick},
+  author={Allen, Emily J. and St-Yves, Ghislain and Wu, Yihan and Breedlove, Jesse L. and Prince, Jacob S. and \
+Dowdle, Logan T. and Nau, Matthias and Caron, Brad and Pestilli, Franco and Charest, Ian and Hutchinson, J. Benjamin \
+and Naselaris, Thomas and Kay, Kendrick},
   journal={Nature Neuroscience}, volume={25}, number={1}, pages={116--126}, year={2022}
 }
 """

@@ -1,4 +1,5 @@
-"""AIST style-transfer experiments (seed 002, Table 6.1), one config each; every field is a flag of train.aist (TF-free).
+"""AIST style-transfer experiments (seed 002, Table 6.1), one config each; every field is a flag of train.aist
+(TF-free).
 
     python -m train.aist --config constrained --x_data tfds:multiview_shapes/shapenet_cars:train:images+masks \\
         --y_data tfds:stanford_cars_clean/maskrcnn:train --phi_weights resnet18_imagenet.npz --workdir runs/aist/c

@@ -112,7 +112,8 @@ def stylize(model, images: np.ndarray, masks: np.ndarray, composite: str = "outp
     return {"images": np.round(rgb * 255).astype(np.uint8), "alphas": alphas, "iou": mask_iou(masks, alphas)}
 
 
-def stylize_example(model, example: dict, composite: str = "output_alpha", batch_size: int = 16) -> tuple[dict, np.ndarray]:
+def stylize_example(model, example: dict, composite: str = "output_alpha",
+                    batch_size: int = 16) -> tuple[dict, np.ndarray]:
     """A decoded multi-view example with `images` (V, S, S, 3) replaced by the stylised views and `alphas`
     (V, S, S, 1) added; every other feature is returned unchanged. Also returns the per-view IoU."""
     out = stylize(model, example["images"], example["masks"], composite, batch_size)

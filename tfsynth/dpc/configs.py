@@ -83,7 +83,8 @@ class DPCConfig:
 
 # Valid values of the fields (tfsynth.config_flags.check_ranges rules).
 DPC_RANGES = {
-    "max_models": ">= 0", "image_size": ">= 1", "f_dim": ">= 1", "fc_dim": ">= 1", "z_dim": ">= 1", "num_points": ">= 1",
+    "max_models": ">= 0", "image_size": ">= 1", "f_dim": ">= 1", "fc_dim": ">= 1", "z_dim": ">= 1",
+    "num_points": ">= 1",
     "num_candidates": ">= 1", "vox_size": ">= 1", "kernel_size": ">= 1", "sigma_start": "> 0", "sigma_end": "> 0",
     "keep_prob_start": "(0, 1]", "focal_length": "> 0", "camera_distance": "> 0", "student_weight": ">= 0",
     "batch_models": ">= 1", "views_per_model": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "steps": ">= 1",

@@ -164,7 +164,8 @@ def _silhouette_panel(masks, sil, best, k, n):
 def run(config: DPCConfig, workdir: str, resume: bool = False, data_dir: Optional[str] = None) -> dict:
     start = time.time()
     ckpt_dir = ckpt_lib.prepare_workdir(workdir, config.to_dict(), resume,
-                                        may_change=("steps", "val_data", "log_every", "checkpoint_every", "keep_checkpoints"))
+                                        may_change=("steps", "val_data", "log_every", "checkpoint_every",
+                                                    "keep_checkpoints"))
     keras.utils.set_random_seed(config.seed)
     train_set = dpc_data.load_source(config.data, config.image_size, data_dir, config.max_models, config.seed)
     val_set = (dpc_data.load_source(config.val_data, config.image_size, data_dir, 0, config.seed + 1)

@@ -89,7 +89,8 @@ def example_key(category: int, weight_index: int, patch_index: int, flip_type: i
     return f"{category:05d}_w{weight_index:02d}_p{patch_index:03d}_f{flip_type}"
 
 
-def render_unit(config: FractalDBConfig, category: int, params: np.ndarray, weight_index: int) -> Iterator[tuple[str, dict]]:
+def render_unit(config: FractalDBConfig, category: int, params: np.ndarray,
+                weight_index: int) -> Iterator[tuple[str, dict]]:
     """Yields (key, example) for every patch re-draw and flip of one (category, weight variant).
 
     example: image (PNG bytes, S x S x channels), label, params (n, 7) float64,

@@ -28,7 +28,8 @@ def read_params_csv(path) -> np.ndarray:
                 continue
             fields = text.split(",")
             if len(fields) != 7:
-                raise ValueError(f"{path}:{line_number}: expected 7 comma-separated values (a,b,c,d,e,f,p), got {len(fields)}")
+                raise ValueError(f"{path}:{line_number}: expected 7 comma-separated values (a,b,c,d,e,f,p), "
+                                 f"got {len(fields)}")
             try:
                 values = [float(field) for field in fields]
             except ValueError as err:

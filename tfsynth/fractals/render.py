@@ -50,7 +50,8 @@ def _official_color(index: int, n_div: int = PALETTE_SIZE):
     q = i * (1.0 - s * ((3.0 / math.pi) * hue - sector))
     t = i * (1.0 - s * ((1.0 - (3.0 / math.pi) * hue) + sector))
     i8, p8, q8, t8 = (int(np.uint8(v * 255.0)) for v in (i, p, q, t))
-    return {0: (p8, t8, i8), 1: (p8, i8, q8), 2: (t8, i8, p8), 3: (i8, q8, p8), 4: (i8, p8, t8), 5: (q8, p8, i8)}[sector]
+    return {0: (p8, t8, i8), 1: (p8, i8, q8), 2: (t8, i8, p8),
+            3: (i8, q8, p8), 4: (i8, p8, t8), 5: (q8, p8, i8)}[sector]
 
 
 PALETTE = np.array([_official_color(k) for k in range(PALETTE_SIZE)], dtype=np.uint8)

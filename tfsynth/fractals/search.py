@@ -101,7 +101,8 @@ def main(argv=None) -> int:
     write_params_dir(args.out, categories)
     print(
         f"{stats.accepted} categories from {stats.candidates} candidates "
-        f"({100 * stats.acceptance_rate:.2f}% accepted, {stats.candidates / max(stats.seconds, 1e-9):.1f} candidates/CPU-s) -> {args.out}"
+        f"({100 * stats.acceptance_rate:.2f}% accepted, "
+        f"{stats.candidates / max(stats.seconds, 1e-9):.1f} candidates/CPU-s) -> {args.out}"
     )
     return 0
 

@@ -117,7 +117,8 @@ def _activation(kind: str, slope: float, name: str):
 
 def _conv(x, filters, kernel, stride, name, pad=0, reflect=False):
     if pad:
-        pad_layer = ReflectionPad2D(pad, name=f"{name}_pad") if reflect else layers.ZeroPadding2D(pad, name=f"{name}_pad")
+        pad_layer = (ReflectionPad2D(pad, name=f"{name}_pad") if reflect
+                     else layers.ZeroPadding2D(pad, name=f"{name}_pad"))
         x = pad_layer(x)
     return layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=True,
                          kernel_initializer=_init(), bias_initializer="zeros", name=name)(x)

@@ -103,7 +103,8 @@ def resnet(depth, num_classes=1000, include_top=True, input_shape=(None, None, 3
     bottleneck, blocks = _CONFIGS[depth]
     if not bottleneck and any(replace_stride_with_dilation):
         # Same restriction as torchvision's BasicBlock.
-        raise ValueError("replace_stride_with_dilation needs bottleneck blocks (resnet50/101/152); torchvision's BasicBlock (resnet18/34) has no dilation either")
+        raise ValueError("replace_stride_with_dilation needs bottleneck blocks (resnet50/101/152); "
+                         "torchvision's BasicBlock (resnet18/34) has no dilation either")
 
     inputs = keras.Input(shape=input_shape, name="input")
     x = _conv(inputs, 64, 7, 2, 1, "conv1")

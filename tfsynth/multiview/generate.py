@@ -1,17 +1,18 @@
 """Multi-view renders of meshes for DPC shape & pose (the reference's ShapeNet renders, seed 002 §2.4) (TF-free).
 
 Per model: the mesh is centred and fitted in the view sphere (bounding box centre at the origin, farthest vertex at
-distance 0.5, so that every view sees the whole model: `fit_view_sphere`), then rendered from `views` cameras at azimuth U[0, 360) and elevation U[-20, 40] degrees, distance 2, with the DPC
-camera (focal length 1.875 on an image plane of width 1, i.e. a vertical field of view of 29.86 degrees) and a
-random number of point lights at random positions. Per view: RGB on white, mask, depth (eye-space distance along
-the viewing axis, 0 on the background), the 4x4 camera-to-world extrinsic (OpenGL axes), the camera position and
-the DPC quaternion [w, x, y, z] (`tfsynth.dpc.geometry`: projecting the model with it reproduces the mask).
+distance 0.5, so that every view sees the whole model: `fit_view_sphere`), then rendered from `views` cameras at
+azimuth U[0, 360) and elevation U[-20, 40] degrees, distance 2, with the DPC camera (focal length 1.875 on an image
+plane of width 1, i.e. a vertical field of view of 29.86 degrees) and a random number of point lights at random
+positions. Per view: RGB on white, mask, depth (eye-space distance along the viewing axis, 0 on the background), the
+4x4 camera-to-world extrinsic (OpenGL axes), the camera position and the DPC quaternion [w, x, y, z]
+(`tfsynth.dpc.geometry`: projecting the model with it reproduces the mask).
 Per model: ~100k points sampled on the faces, voxel-downsampled at 0.01 as the reference evaluation does.
 
 Sources: 'procedural' (ProcSynthDB meshes from `tfsynth.shapes.procedural`), 'shapenet' (a local ShapeNetCore v1
 or v2 folder and a synset; the DRC split files when given, else a seeded split by model id) or 'folder' (any mesh
-files: obj, ply, glb, off; only the readable ones are split, see `folder_split`). A model is a pure function of (config, split, model key); rendering runs in TF-free
-workers (`tfsynth.render.pool`).
+files: obj, ply, glb, off; only the readable ones are split, see `folder_split`). A model is a pure function of
+(config, split, model key); rendering runs in TF-free workers (`tfsynth.render.pool`).
 """
 from __future__ import annotations
 

@@ -113,7 +113,8 @@ def _read_stimulus_csvs(root: str) -> dict[str, dict]:
             reader = csv.DictReader(f)
             fields = reader.fieldnames or []
             id_col = "stimulus_id" if "stimulus_id" in fields else "image_id" if "image_id" in fields else None
-            file_col = "filename" if "filename" in fields else "image_file_name" if "image_file_name" in fields else None
+            file_col = ("filename" if "filename" in fields
+                        else "image_file_name" if "image_file_name" in fields else None)
             if id_col is None:
                 continue  # not a stimulus CSV
             if file_col is None:
@@ -236,7 +237,8 @@ def load_majaj_hong(root: str, spec: MajajHongSpec = MajajHongSpec()) -> tuple[l
         try:
             variation = int(float(variation))
         except (TypeError, ValueError):
-            raise ValueError(f"{row.get('_csv', root)}: stimulus {sid}: variation {variation!r} is not a number") from None
+            raise ValueError(f"{row.get('_csv', root)}: stimulus {sid}: "
+                             f"variation {variation!r} is not a number") from None
         pairs = sorted(by_stim[sid], key=lambda p: p[0])
         stimuli.append(Stimulus(
             stimulus_id=sid, object_name=str(row.get("object_name", info.get("object_name", ""))),

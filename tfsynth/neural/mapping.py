@@ -94,7 +94,8 @@ def rsa_layers(layer_features: Mapping[str, np.ndarray], responses: Mapping[str,
     for layer, features in layer_features.items():
         model = rsa_lib.rdm(features)
         for region in responses:
-            out[region][layer] = rsa_lib.rdm_cv(("rdm", model), ("rdm", brain[region]), stratify, **options.rsa_kwargs())
+            out[region][layer] = rsa_lib.rdm_cv(("rdm", model), ("rdm", brain[region]), stratify,
+                                                **options.rsa_kwargs())
     return out
 
 

@@ -69,7 +69,8 @@ def _dataset_values(ds) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.dtype.kind in "OS":
         if arr.dtype == np.dtype("S1") and arr.ndim >= 2:  # netCDF char array: join the trailing char dimension
-            arr = np.array([b"".join(row).rstrip(b"\0") for row in arr.reshape(-1, arr.shape[-1])]).reshape(arr.shape[:-1])
+            arr = np.array([b"".join(row).rstrip(b"\0")
+                            for row in arr.reshape(-1, arr.shape[-1])]).reshape(arr.shape[:-1])
         return _decode(arr)
     attrs = ds.attrs
     if arr.dtype.kind in "fiu":

@@ -146,7 +146,8 @@ def _roi_masks(root: str, spec: NsdSpec, volume_shape: tuple[int, ...]) -> dict[
 
 
 def load_subject(root: str, spec: NsdSpec):
-    """(per-image records sorted by nsd_id, metadata). Each record: nsd_id, repetition (R,), responses {region: (R, voxels)}."""
+    """(per-image records sorted by nsd_id, metadata). Each record: nsd_id, repetition (R,),
+    responses {region: (R, voxels)}."""
     import h5py
 
     subj = f"subj{spec.subject:02d}"

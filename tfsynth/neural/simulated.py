@@ -100,7 +100,8 @@ def render_stimuli(config: SimulatedConfig):
                 oy = np.sin(-rot) * dx + np.cos(-rot) * dy
                 radius = np.hypot(ox, oy) / (0.28 * size * scale)
                 theta = np.arctan2(oy, ox)
-                contour = 1 + sum(a * np.cos((k + 2) * theta + ph) for k, (a, ph) in enumerate(zip(p["amps"], p["phases"])))
+                contour = 1 + sum(a * np.cos((k + 2) * theta + ph)
+                                  for k, (a, ph) in enumerate(zip(p["amps"], p["phases"])))
                 mask = np.clip((contour - radius) * 0.28 * size * scale, 0, 1)[..., None]  # 1-px anti-aliasing
                 u = np.cos(p["orientation"]) * ox + np.sin(p["orientation"]) * oy
                 grating = 0.5 + 0.5 * np.cos(2 * np.pi * p["frequency"] * u / scale)

@@ -32,7 +32,8 @@ def main() -> int:
         try:
             result = ("ok", _resolve(func)(*args, **kwargs))
             if "tensorflow" in sys.modules:
-                raise RuntimeError(f"{func} imported tensorflow inside a render worker; generation code must be TF-free")
+                raise RuntimeError(f"{func} imported tensorflow inside a render worker; "
+                                   "generation code must be TF-free")
         except Exception:  # noqa: BLE001 - reported to the parent, which raises it there
             result = ("error", traceback.format_exc())
         write_message(stdout, result)

@@ -95,7 +95,8 @@ class SceneConfig:
         # Elongation stretches x by up to sqrt(2); every object must stay in front of the camera.
         reach = self.scale_range[1] * math.sqrt(2.0)
         if not self.camera_distance > reach:
-            raise ValueError(f"camera_distance {self.camera_distance} must exceed the largest object extent {reach:.3f}")
+            raise ValueError(f"camera_distance {self.camera_distance} must exceed "
+                             f"the largest object extent {reach:.3f}")
         if not 0.0 < self.fov_y_degrees < 180.0:
             raise ValueError(f"fov_y_degrees must be in (0, 180), got {self.fov_y_degrees}")
         if len(self.light_position) != 3:

@@ -147,7 +147,8 @@ def _shade_background(size, index, noise_kind, table, seed, cdf2, sc_radius, sc_
                 value = perlin.perlin2_at(table, u, v)
             else:
                 value = sc_gain2 * sparse_convolution.sc2_at_table(
-                    bg_offsets, bg_data, bg_cells[0], bg_cells[1], bg_cells[2], bg_cells[3], seed, u, v, cdf2, sc_radius)
+                    bg_offsets, bg_data, bg_cells[0], bg_cells[1], bg_cells[2], bg_cells[3], seed, u, v, cdf2,
+                    sc_radius)
             grey = 0.5 * value + 0.5
             out[i, j, 0] = grey
             out[i, j, 1] = grey

@@ -43,7 +43,8 @@ class SegmentConfig:
     """Every hyper-parameter of a segmentation run. Each field is also a command-line flag of train.segment."""
 
     # --- data ---
-    pretrain_data: tuple[str, ...] = ("noise_scenes/perlin", "noise_scenes/sc")  # synthetic datasets, one pre-training + transfer each
+    pretrain_data: tuple[str, ...] = (  # synthetic datasets, one pre-training + transfer each
+        "noise_scenes/perlin", "noise_scenes/sc")
     finetune_data: str = "coco_seg20/1k"  # downstream dataset: baseline from scratch + one transfer per pretrain_data
     train_split: str = "train"  # TFDS split used for training (slicing allowed)
     eval_split: str = "validation"  # TFDS split evaluated after every epoch
@@ -51,7 +52,7 @@ class SegmentConfig:
     coco_dir: str = ""  # local COCO 2017 (manual_dir of coco_seg20), used when auto_build builds it
     shuffle_buffer: int = 1_000  # encoded examples in the per-epoch shuffle buffer
     # --- preprocessing (pixels stay uint8 until the model's normalisation layer) ---
-    train_min_size: int = 520  # training: shorter side resized to a size drawn from U{min..max} (torchvision RandomResize)
+    train_min_size: int = 520  # training: shorter side resized to a size drawn from U{min..max} (torchvision RandomResize)  # noqa: E501
     train_max_size: int = 520  # see train_min_size
     hflip_prob: float = 0.0  # probability of a horizontal flip (training)
     crop_size: int = 0  # training: random crop (padded with 0 / 255 where smaller); 0 = whole images in padded batches
@@ -91,7 +92,8 @@ class SegmentConfig:
         if self.dilated_conv not in DILATED_CONV:
             problems.append(f"dilated_conv must be one of {DILATED_CONV}, got {self.dilated_conv!r}")
         if not 0 < self.train_min_size <= self.train_max_size:
-            problems.append(f"need 0 < train_min_size <= train_max_size, got {self.train_min_size}, {self.train_max_size}")
+            problems.append(f"need 0 < train_min_size <= train_max_size, "
+                            f"got {self.train_min_size}, {self.train_max_size}")
         if self.crop_size < 0 or self.eval_size < 0:
             problems.append("crop_size and eval_size must be >= 0")
         if not 0.0 <= self.hflip_prob <= 1.0:

@@ -78,7 +78,8 @@ def load_data(spec: str, split: str, data_dir: Optional[str] = None, auto_build:
         if not auto_build:
             raise DataSpecError(
                 f"dataset {source.name}/{source.config} is not built in {data_dir or tfds.core.constants.DATA_DIR}. "
-                f"Build it with `tfds build {source.name} --config {source.config} --imports tfds_builders.{source.name}"
+                f"Build it with `tfds build {source.name} --config {source.config} "
+                f"--imports tfds_builders.{source.name}"
                 + (f" --data_dir {data_dir}" if data_dir else "") + "` or pass --auto_build.")
         _build(builder, source, data_dir, manual_dir)
     features = builder.info.features

@@ -57,7 +57,8 @@ def entry_scores(entry: dict, alpha: float = 0.05, **kwargs) -> dict:
 
 
 def markdown_table(rows: Sequence[tuple[str, dict]], caption: Optional[str] = None) -> str:
-    """| Method | Micro Accuracy | Macro Accuracy | Micro IoU | Macro IoU | Micro F1 | Macro F1 | with 'p ± ci' cells."""
+    """| Method | Micro Accuracy | Macro Accuracy | Micro IoU | Macro IoU | Micro F1 | Macro F1 |
+    with 'p ± ci' cells."""
     header = ["Method", *(metrics.METRIC_TITLES[m] for m in metrics.METRICS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, s in rows:

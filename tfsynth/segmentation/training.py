@@ -117,7 +117,8 @@ class SegmentationMonitor(keras.callbacks.Callback):
     def evaluate(self, epochs_completed: int, train_loss: Optional[float] = None, lr: Optional[float] = None) -> dict:
         result = self.evaluator.evaluate(self.eval_ds)
         scores = result.scores(self.alpha)
-        entry = {"epochs_completed": int(epochs_completed), "train_loss": None if train_loss is None else float(train_loss),
+        entry = {"epochs_completed": int(epochs_completed),
+                 "train_loss": None if train_loss is None else float(train_loss),
                  "learning_rate": lr, "val_loss": result.loss, "num_images": result.num_images,
                  "num_pixels": result.num_pixels, **{m: scores[m] for m in METRICS},
                  "confusion_matrix": result.confusion_matrix.tolist()}

@@ -128,7 +128,8 @@ def primitive(kind: str, rng: np.random.Generator, segments: int):
         return M.cylinder(2.0, 1.0, float(rng.uniform(0.3, 0.8)), segments, True)
     if kind == "capsule":
         r = float(rng.uniform(0.4, 0.7))
-        return M.batch_hull([M.sphere(r, segments).translate((0, 0, -(1 - r))), M.sphere(r, segments).translate((0, 0, 1 - r))])
+        return M.batch_hull([M.sphere(r, segments).translate((0, 0, -(1 - r))),
+                             M.sphere(r, segments).translate((0, 0, 1 - r))])
     if kind == "torus":
         minor = float(rng.uniform(0.15, 0.4))
         section = m3d.CrossSection.circle(minor, max(segments // 2, 6)).translate((1.0 - minor, 0.0))
@@ -253,7 +254,8 @@ def generate_mesh(config: ProcMeshConfig, rng: np.random.Generator) -> Mesh:
     """One ProcSynthDB class mesh (normalised to radius 1). Raises MeshError when the draw is unusable."""
     import trimesh
 
-    style = str(config.styles[rng.choice(len(config.styles), p=np.asarray(config.style_weights) / np.sum(config.style_weights))])
+    style = str(config.styles[rng.choice(len(config.styles),
+                                         p=np.asarray(config.style_weights) / np.sum(config.style_weights))])
     segments = int(config.segments[rng.integers(0, len(config.segments))])
     if style == "parts":
         solid, info = _parts(rng, config, segments)
@@ -269,7 +271,8 @@ def generate_mesh(config: ProcMeshConfig, rng: np.random.Generator) -> Mesh:
     if not np.all(np.isfinite(vertices)):
         raise MeshError(f"{style}: non-finite vertices")
     vertices, _, _ = normalize_vertices(vertices)
-    taubin = int(rng.integers(config.taubin_iterations[0], config.taubin_iterations[1] + 1)) if style in ("smooth", "skin") else 0
+    taubin = (int(rng.integers(config.taubin_iterations[0], config.taubin_iterations[1] + 1))
+              if style in ("smooth", "skin") else 0)
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     if taubin:
         trimesh.smoothing.filter_taubin(mesh, lamb=0.5, nu=0.53, iterations=taubin)

@@ -59,7 +59,7 @@ class PretrainConfig:
     validation_freq: int = 1  # evaluate eval_split every N epochs during training (0: only at the end)
     keep_checkpoints: int = 2  # newest per-epoch checkpoints kept in <workdir>/checkpoints
     seed: int = 1  # data order, crops and initialisation all derive from it
-    deterministic: bool = True  # deterministic ops + 1 inter-op thread (cf. cudnn.deterministic); bitwise for ResNet-18 on CPU
+    deterministic: bool = True  # deterministic ops + 1 inter-op thread (cf. cudnn.deterministic); bitwise for ResNet-18 on CPU  # noqa: E501
 
     def __post_init__(self):
         """Every field with a valid range is checked when the config is made (one line naming the flag)."""

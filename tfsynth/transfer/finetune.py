@@ -108,7 +108,8 @@ def _transfer_entry(config: FinetuneConfig, source: Source, info: dict, results:
     final_eval = results.get("final_eval") or {}
     return {"role": role, "source": source.label, "source_kind": source.kind, "arch": info["arch"],
             "downstream": config.data, "train_split": config.train_split, "eval_split": config.eval_split,
-            "seed": config.seed, "images_per_class": config.images_per_class, "lr": config.lr, "weight_decay": config.weight_decay,
+            "seed": config.seed, "images_per_class": config.images_per_class, "lr": config.lr,
+            "weight_decay": config.weight_decay,
             "top1": final_eval.get("top1"), "top5": final_eval.get("top5"), "loss": final_eval.get("loss")}
 
 

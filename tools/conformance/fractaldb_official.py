@@ -5,7 +5,8 @@ np.random.seed(1), filling rate 0.2) wrote data/csv_rate0.2_category1000/csv*/NN
 Point --repo at a snapshot of it OUTSIDE this repository (a git directory or a checkout); nothing of it is copied
 here except one short hash per category:
 
-    python tools/conformance/fractaldb_official.py --repo /work/.mirror/hirokatsukataoka16+FractalDB-Pretrained-ResNet-PyTorch/repo
+    python tools/conformance/fractaldb_official.py \\
+        --repo /work/.mirror/hirokatsukataoka16+FractalDB-Pretrained-ResNet-PyTorch/repo
 
 Writes tests/data/conformance/fractaldb_official_1k.json: per category (in file-name order) the first 16 hex digits
 of SHA-256 over (a) the file's bytes and (b) its rows parsed by NumPy as little-endian float64 (n_maps x 7, C
@@ -32,7 +33,8 @@ CSV_DIR = "data/csv_rate0.2_category1000"
 def _files(repo: Path):
     """{file name: bytes} for every official CSV, from a git directory (HEAD) or a checkout."""
     if (repo / CSV_DIR).is_dir():
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
         return {p.name: p.read_bytes() for p in sorted((repo / CSV_DIR).glob("csv*/*.csv"))}, commit or "unknown"
     git = ["git", "--git-dir", str(repo)]
     commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()

@@ -6,7 +6,8 @@ official category CSVs of the same snapshot, at the FractalDB-1k settings (362 p
 and writes tests/data/conformance/fractaldb_official_renders.json: the first 16 hex digits of SHA-256 over each
 flip-0 image array (gray: one channel, as the three are equal; colour: RGB as saved).
 
-    python tools/conformance/fractaldb_renderer.py --repo /work/.mirror/hirokatsukataoka16+FractalDB-Pretrained-ResNet-PyTorch/repo
+    python tools/conformance/fractaldb_renderer.py \\
+        --repo /work/.mirror/hirokatsukataoka16+FractalDB-Pretrained-ResNet-PyTorch/repo
 
 The official weight table (fractal_renderer/weights/weights_0.4.csv) is not in the repository, so the multipliers
 of the weight variants used here are written out below from its description (step 0.4: one of a..f scaled by
@@ -49,7 +50,8 @@ def sha16(array: np.ndarray) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repo", required=True, help="git directory of a snapshot of the official repository")
-    p.add_argument("--scratch", default="/work/scratch/fractaldb_ref", help="where the renderer is put (outside the repo)")
+    p.add_argument("--scratch", default="/work/scratch/fractaldb_ref",
+                   help="where the renderer is put (outside the repo)")
     args = p.parse_args(argv)
     repo = Path(args.repo)
     if not (repo / "HEAD").is_file():

@@ -515,7 +515,8 @@ class MaskRCNN:
         return trainer
 
     def _tf_dataset(self, dataset, shuffle, augmentation, seed, no_augmentation_sources=None):
-        signature = tuple(tf.TensorSpec(shape, tf.as_dtype(dtype)) for shape, dtype in utils.batch_signature(self.config))
+        signature = tuple(tf.TensorSpec(shape, tf.as_dtype(dtype))
+                          for shape, dtype in utils.batch_signature(self.config))
         config = self.config
 
         def generate():
