@@ -308,4 +308,6 @@ def test_builder_configs():
     assert list(configs) == ["1k", "full", "tiny"] and Builder.DEFAULT_BUILDER_CONFIG_NAME == "1k"
     assert (configs["1k"].num_train, configs["1k"].num_validation, configs["1k"].seed) == (1000, 1000, 0)
     assert configs["full"].num_train is None and configs["1k"].min_area == 1000
-    assert "CAT_LIST" in Builder(config="tiny", data_dir="/nonexistent").info.description
+    description = Builder(config="tiny", data_dir="/nonexistent").info.description  # the folder's README.md
+    assert f"CAT_LIST = {list(coco.CAT_LIST)}" in description
+    assert ", ".join(coco.CLASS_NAMES) in " ".join(description.split())

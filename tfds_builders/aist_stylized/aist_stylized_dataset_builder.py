@@ -16,24 +16,6 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-_DESCRIPTION = """
-A multi-view dataset (by default `multiview_shapes`) with every view restyled by an AIST generator (G: synthetic ->
-real, the `G.keras` written by `python -m train.aist`). Every feature of the source is copied unchanged (`masks`,
-`depths`, `extrinsics`, `camera_positions`, `quaternions` [w, x, y, z], `azimuth`, `elevation`, `points`,
-`model_id`) except:
-
-* `images`: V uint8 PNG (S, S, 3), the stylised views. The generator sees each view as train.aist fed it (RGB + the
-  mask as alpha, resized to the generator's size, [-1, 1]); its output is resized back to S x S and composited over
-  white with the builder config's `composite`: 'output_alpha' (the generator's output alpha, default),
-  'original_mask' or 'none' (raw generator RGB).
-* `alphas` (new): V uint8 PNG (S, S, 1), the generator's output alpha (RGBA generators) or the seed's
-  "any channel > -1" alpha (RGB generators), 0..255.
-
-Mask agreement per split (IoU of `masks` > 0 and `alphas` > 127 per view: views, mean, median, min, fraction >= 0.9)
-is printed at build time and stored in the dataset metadata (`builder.info.metadata['mask_agreement']`), with the
-generator's path and SHA-256 and the source (`builder.info.metadata['generator']`, `['source']`).
-"""
-
 _MANUAL = """
 --manual_dir is a train.aist workdir holding G.keras (configs with an empty `run`), or a folder of such workdirs
 (configs with `run` set read <manual_dir>/<run>/G.keras). A config's `generator` field, when set, names the file
@@ -47,7 +29,7 @@ class AISTStylizedConfig(tfds.core.BuilderConfig):
     source_data_dir: str = ""  # TFDS data dir of the source ('' = this builder's data dir)
     run: str = ""  # sub-folder of --manual_dir holding G.keras ('' = --manual_dir itself)
     generator: str = ""  # explicit G.keras path (overrides --manual_dir / run)
-    composite: str = "output_alpha"  # 'output_alpha' | 'original_mask' | 'none' (see the description)
+    composite: str = "output_alpha"  # 'output_alpha' | 'original_mask' | 'none' (see README.md)
     batch_size: int = 16  # views per generator call
     splits: tuple = ("train", "validation", "test")  # source splits to stylise (those the source has)
 
@@ -103,7 +85,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features["alphas"] = tfds.features.Sequence(
             tfds.features.Image(shape=(size, size, 1), encoding_format="png"), length=views)
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict(features),
             metadata=tfds.core.MetadataDict(),
             homepage="https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix",

@@ -11,39 +11,6 @@ import tensorflow_datasets as tfds
 
 from tfsynth.segmentation import coco
 
-_DESCRIPTION = f"""
-COCO 2017 as 21-class semantic segmentation (background + the 20 Pascal VOC categories), converted exactly as
-torchvision's segmentation reference (`references/segmentation/coco_utils.py`), as in Holm (2022),
-"Synthesising Abstract Deep Computer Vision Pretraining Data":
-
-* categories: CAT_LIST = {list(coco.CAT_LIST)}; class c is COCO category CAT_LIST[c] (class 0 = background);
-  annotations of the other 60 categories are dropped.
-* label map: each kept annotation (crowds included) rasterised with pycocotools (polygons OR-ed, RLE decoded);
-  pixel = class of the covering annotation, 0 if none, and 255 (ignore) where two or more annotations overlap.
-* images: kept only if their kept annotations' `area` fields sum to more than `min_area` = 1,000
-  (torchvision's `_has_valid_annotation`; torchvision applies it to train only, this dataset to both splits by
-  default); then a seeded subsample: the valid ids permuted by SeedSequence([seed, split]) and the first N
-  readable ones taken. Unreadable / mis-sized image files are skipped, counted and replaced.
-
-Features
-* `image`: (H, W, 3) uint8, the original JPEG bytes (grey / CMYK / palette files converted to RGB).
-* `label`: (H, W, 1) uint8 PNG, 0..20, 255 = ignore (overlaps). names: {', '.join(coco.CLASS_NAMES)}.
-* `image/id` (int64 COCO id), `image/filename`.
-* `objects`: the kept annotations: `id` (COCO annotation id), `label` (class 1..20), `area` (COCO `area`
-  field), `is_crowd`.
-"""
-
-_CITATION = """
-@inproceedings{lin2014microsoft,
-  title={Microsoft {COCO}: Common Objects in Context},
-  author={Lin, Tsung-Yi and Maire, Michael and Belongie, Serge and Hays, James and Perona, Pietro and
-          Ramanan, Deva and Doll{\\'a}r, Piotr and Zitnick, C. Lawrence},
-  booktitle={European Conference on Computer Vision (ECCV)},
-  pages={740--755},
-  year={2014}
-}
-"""
-
 
 @dataclasses.dataclass
 class CocoSeg20BuilderConfig(tfds.core.BuilderConfig):
@@ -78,7 +45,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         names = list(coco.CLASS_NAMES)
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg", doc="RGB photo"),
                 "label": tfds.features.LabeledImage(labels=names, shape=(None, None, 1), encoding_format="png",
@@ -94,7 +60,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             }),
             supervised_keys=("image", "label"),
             homepage="https://cocodataset.org",
-            citation=_CITATION,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):

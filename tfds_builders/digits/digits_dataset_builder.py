@@ -15,31 +15,6 @@ import tensorflow_datasets as tfds
 from tfds_builders import ShardChecksums
 from tfsynth.transfer.digits import NUM_CLASSES, SPLITS, DigitsConfig, examples
 
-_DESCRIPTION = """
-The 1,797 real handwritten digits bundled with scikit-learn (`sklearn.datasets.load_digits`: the test part of
-UCI "Optical Recognition of Handwritten Digits", 13 writers; 8x8 images of counts 0..16 of 4x4 blocks of
-32x32 bitmaps), upsampled for image models.
-
-Features
-* `image`: uint8 (S, S, 3) PNG: pixels scaled to 0..255 (x * 255 / 16), bilinear upsampling from 8x8 (pixel
-  centres aligned, edges clamped), gray replicated to RGB; ink is bright on black.
-* `label`: ClassLabel, the digit ('0'..'9').
-* `index`: int32, the row of the image in `load_digits()`.
-
-Splits: `train` (1,438) and `test` (359), stratified: round(20 %) of each digit, chosen by a generator seeded with
-SeedSequence([0, digit]); identical on every machine.
-"""
-
-_CITATION = """
-@misc{alpaydin1998optdigits,
-  title={Optical Recognition of Handwritten Digits},
-  author={Alpaydin, E. and Kaynak, C.},
-  year={1998},
-  howpublished={UCI Machine Learning Repository},
-  doi={10.24432/C50P49}
-}
-"""
-
 
 @dataclasses.dataclass
 class DigitsBuilderConfig(tfds.core.BuilderConfig):
@@ -65,7 +40,6 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.digits.image_size
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
                 "label": tfds.features.ClassLabel(names=[str(d) for d in range(NUM_CLASSES)]),
@@ -74,7 +48,6 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
             supervised_keys=("image", "label"),
             homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset",
             metadata=tfds.core.MetadataDict(),  # shard_sha256 (ShardChecksums)
-            citation=_CITATION,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):

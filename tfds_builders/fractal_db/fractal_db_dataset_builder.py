@@ -14,34 +14,6 @@ import tensorflow_datasets as tfds
 from tfds_builders import ShardChecksums
 from tfsynth.fractals.dataset import FractalDBConfig, category_params, render_unit, work_units
 
-_DESCRIPTION = """
-FractalDB: one class per iterated function system (IFS) found by the filling-rate search of
-Kataoka et al. (2020); instances are weight variants x random 3x3 patch re-draws x flips.
-
-Features
-* `image`: uint8 PNG, (S, S, 1) for the gray draw types (fractal pixels are 127, background 0),
-  (S, S, 3) for the colour ones.
-* `label`: the category index (= order in which the search accepted it).
-* `params`: float64 (n_maps, 7), stored losslessly,, the category's IFS rows (a, b, c, d, e, f, p) with
-  x' = a x + b y + e, y' = c x + d y + f, chosen with probability p (before weighting).
-* `weight_index`: 0..24, row of the official weights_0.4 table (2 = identity).
-* `patch_index`: which random patch re-draw; `flip`: 0 none, 1 top-bottom, 2 left-right, 3 both.
-
-Configs `1k` and `100` reproduce the official FractalDB-1k / -100 categories exactly (search seed 1);
-their point-drawn images equal the official renderer's pixel for pixel. Patch masks are seeded per
-(seed, category, weight, patch) instead of the official unseeded `random`, so builds are reproducible.
-"""
-
-_CITATION = """
-@inproceedings{kataoka2020pretraining,
-  title={Pre-training without Natural Images},
-  author={Kataoka, Hirokatsu and Okayasu, Kazushige and Matsumoto, Asato and Yamagata, Eisuke and Yamada, Ryosuke and \
-Inoue, Nakamasa and Nakamura, Akio and Satoh, Yutaka},
-  booktitle={Asian Conference on Computer Vision (ACCV)},
-  year={2020}
-}
-"""
-
 
 @dataclasses.dataclass
 class FractalDbBuilderConfig(tfds.core.BuilderConfig):
@@ -95,7 +67,6 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
         config = self.builder_config.fractal
         size = config.image_size
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(size, size, config.channels), encoding_format="png"),
                 "label": tfds.features.ClassLabel(num_classes=config.num_categories),
@@ -108,7 +79,6 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
             supervised_keys=("image", "label"),
             metadata=tfds.core.MetadataDict(),  # shard_sha256 (ShardChecksums)
             homepage="https://hirokatsukataoka16.github.io/Pretraining-without-Natural-Images/",
-            citation=_CITATION,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -13,34 +13,6 @@ import tensorflow_datasets as tfds
 
 from tfsynth.neural.majaj import MajajHongSpec, iter_stimuli, load_majaj_hong
 
-_DESCRIPTION = """
-Multi-unit responses of macaque V4 (88 sites) and IT (168 sites) to the HvM object images (Majaj, Hong,
-Solomon & DiCarlo 2015), cleaned as Brain-Score's MajajHong2015 benchmarks use them. One example per
-stimulus, sorted by stimulus_id.
-
-Features
-* `image`: uint8 (H, W, 3) PNG, the stimulus as shown (8 degrees of visual angle; HvM images are grayscale
-  renders stored as RGB).
-* `stimulus_id`, `object_name` (64 objects: the stratification label), `category_name` (8 categories).
-* `variation`: 0, 3 or 6 (pose/position/scale jitter level); `access`: 'public' (variations 0, 3: Brain-Score's
-  layer-selection set) or 'private' (variation 6: the 2,560 scored images).
-* `repetition`: int32 (R,), the repetition index of each trial (R varies per image).
-* `responses/V4`: float32 (R, 88) and `responses/IT`: float32 (R, 168): mean firing rate 70-170 ms after
-  stimulus onset per trial (NaN where a site has no trial); rows follow `repetition`.
-
-DatasetInfo metadata: regions, visual_degrees, neuroid_ids per region, dropped erroneous sites, source files.
-"""
-
-_CITATION = """
-@article{majaj2015simple,
-  title={Simple Learned Weighted Sums of Inferior Temporal Neuronal Firing Rates Accurately Predict Human Core \
-Object Recognition Performance},
-  author={Majaj, Najib J. and Hong, Ha and Solomon, Ethan A. and DiCarlo, James J.},
-  journal={Journal of Neuroscience}, volume={35}, number={39}, pages={13402--13418}, year={2015},
-  doi={10.1523/JNEUROSCI.5181-14.2015}
-}
-"""
-
 _INSTRUCTIONS = """
 Put Brain-Score's MajajHong2015 files in the manual dir (any sub-folder layout; searched recursively):
 
@@ -77,7 +49,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         spec = self.builder_config.spec
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
                 "stimulus_id": tfds.features.Text(),
@@ -92,7 +63,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     for region, count in spec.regions}),
             }),
             homepage="https://www.brain-score.org/vision/",
-            citation=_CITATION,
             metadata=tfds.core.MetadataDict(),
             disable_shuffling=True,  # examples stay in stimulus order
         )

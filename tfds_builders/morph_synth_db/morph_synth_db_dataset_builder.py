@@ -10,29 +10,6 @@ from tfds_builders.proc_synth_db.synth3d_builder import Synth3dBuilder, Synth3dB
 from tfsynth.shapes.morph import MorphConfig
 from tfsynth.synth3d.config import Synth3DConfig
 
-_DESCRIPTION = """
-MorphSynthDB: class c is one Gaussian-process morphable-model sample (shape deformation + per-vertex albedo) of
-ProcSynthDB base mesh c mod B (B = 100 for the full configs), after resampling the base to ~2,000 vertices.
-Kernels follow Sutherland et al. (ICCV 2021) rescaled from millimetres to the mesh size: shape
-7 G(100) + 5 G(50) + 3 G(10) with a 2.5x stronger standard deviation, albedo the average of a colour-space
-0.015 G(0.15) and a physical-space 0.02 G(500) + 0.01 G(20) + 0.01 G(2) sample around a random class colour;
-Nyström low-rank bases capture >= 90 % of every term's variance. Instances vary pose, illumination and two
-single-axis scalings exactly as ProcSynthDB.
-"""
-
-_CITATION = """
-@article{luthi2017gaussian,
-  title={Gaussian process morphable models},
-  author={L{\\"u}thi, Marcel and Gerig, Thomas and Jud, Christoph and Vetter, Thomas},
-  journal={IEEE TPAMI}, volume={40}, number={8}, pages={1860--1873}, year={2017}
-}
-@inproceedings{sutherland2021building,
-  title={Building 3D Morphable Models from a Single Scan},
-  author={Sutherland, Skylar and Egger, Bernhard and Tenenbaum, Joshua},
-  booktitle={ICCV Workshops}, year={2021}
-}
-"""
-
 
 def _config(name: str, description: str, **fields) -> Synth3dBuilderConfig:
     return Synth3dBuilderConfig(name=name, description=description, synth=Synth3DConfig(source="morph", **fields))
@@ -56,5 +33,3 @@ class Builder(Synth3dBuilder):
 
     BUILDER_CONFIGS = BUILDER_CONFIGS
     DEFAULT_BUILDER_CONFIG_NAME = "tiny"
-    DESCRIPTION = _DESCRIPTION
-    CITATION = _CITATION

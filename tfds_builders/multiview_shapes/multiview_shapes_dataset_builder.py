@@ -19,29 +19,6 @@ import tensorflow_datasets as tfds
 from tfds_builders import ShardChecksums
 from tfsynth.multiview.generate import SPLITS, MultiviewConfig, folder_meshes, folder_split, list_models
 
-_DESCRIPTION = """
-One example per model (all its views), so that training can draw view pairs of one object. Meshes are centred
-(bounding box) and scaled so that the farthest vertex is at distance 0.5, which keeps the whole model in every view,
-and rendered from V cameras at azimuth U[0, 360) and elevation U[-20, 40]
-degrees at distance 2, focal length 1.875 on an image plane [-0.5, 0.5] (vertical FOV 29.86 degrees; the camera of
-Insafutdinov & Dosovitskiy's differentiable point clouds), lit by 1-4 point lights at random positions above the
-horizon plus ambient light.
-
-Features (V views of S x S pixels)
-* `images`: V uint8 PNG (S, S, 3), the object over a white background.
-* `masks`: V uint8 PNG (S, S, 1), 255 on the object.
-* `depths`: float32 (V, S, S), eye-space depth along the viewing axis, 0 on the background.
-* `extrinsics`: float32 (V, 4, 4) world-to-camera (OpenGL camera axes: looks down -z, +y up).
-* `camera_positions`: float32 (V, 3) camera centres in the object frame.
-* `quaternions`: float32 (V, 4) [w, x, y, z], the DPC camera rotation: `tfsynth.models.dpc.project(points,
-  quaternion)` of the model's points reproduces the mask (`tfsynth.dpc.geometry` documents the convention).
-* `azimuth`, `elevation`: float32 (V,) degrees.
-* `points`: float32 (P, 3), ground truth: 100,000 points sampled on the faces, voxel-downsampled at 0.01.
-* `model_id`: the ShapeNet model id, the mesh file's relative path, or 'proc<index>'.
-
-Every model is a pure function of (config, split, model id), whatever the number of workers.
-"""
-
 _MANUAL = """
 shapenet_* configs: --manual_dir is the ShapeNetCore root (v1 `<synset>/<id>/model.obj` or v2
 `<synset>/<id>/models/model_normalized.obj`). Put the DRC split files (`<synset>_{train,val,test}.txt`, as in the
@@ -106,7 +83,6 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
         c = self.builder_config.multiview
         s, v, f32 = c.image_size, c.views, np.float32
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict({
                 "images": tfds.features.Sequence(tfds.features.Image(shape=(s, s, 3), encoding_format="png"),
                                                  length=v),

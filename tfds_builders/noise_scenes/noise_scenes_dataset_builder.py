@@ -15,47 +15,6 @@ from tfds_builders import ShardChecksums
 from tfsynth.scenes.config import SceneConfig
 from tfsynth.scenes.dataset import SPLITS, encoded_example, split_indices
 
-_DESCRIPTION = """
-Synthetic segmentation scenes after Holm (2022), "Synthesising Abstract Deep Computer Vision Pretraining
-Data": 1-20 ellipsoids ("balloons") in front of a grey 2D noise background, each textured with improved
-Perlin noise (configs `perlin*`) or sparse convolution noise (`sc*`), with an exact per-pixel class label
-map and an instance map. Rendered by an analytic ray-ellipsoid tracer (one ray per pixel centre, nearest
-surface wins, objects may intersect), Phong shading with the noise modulating the diffuse term.
-
-Classes (num_classes = 4: 0 background, 1-3 objects). An object's class k sets the means of its hue h,
-elongation rho and noise scale r: h ~ N(h_k, 50^2) mod 360, rho ~ N(rho_k, 0.05^2) clamped to [0, 1],
-r ~ N(r_k, 5^2) clamped to >= 1, with (h_k, rho_k, r_k) = (150, 0.55, 5), (250, 0.45, 17.5), (350, 0.5, 30).
-Class 3's hue is missing from the paper's Table 1: 350 is the value in the author's code (and the red
-of the paper's Figure 3). Everything else per object is uniform: scale (0.1, 0.7), centre x, y (-1.5, 1.5)
-(z = 0), kd (0.25, 0.75), ks (0, 0.5), shininess (10, 100); background noise scale U[1, 20].
-
-Features
-* `image`: uint8 PNG (S, S, 3), the rendered scene.
-* `label`: uint8 PNG (S, S, 1), class of the visible surface per pixel: 0 background, 1..3 (exact, no
-  blended borders).
-* `instance`: uint8 PNG (S, S, 1), 0 background, i + 1 for the i-th entry of `objects`.
-* `background_scale`: float32, the background's noise scale. `index`: int32, example index (splits are
-  index ranges: train 0..n_train-1, validation after it).
-* `objects`: sequence, one entry per object (drawing order = instance id - 1), also for objects that
-  end up hidden or outside the image (`area` 0): `label` (class 1..3), `center` (x, y, z) float32,
-  `scale`, `elongation` (rho), `semi_axes` (x, y, z) = scale * (rho n, (1 - rho) n, 1) with
-  n = sqrt(2) / |(rho, 1 - rho)|, `hue` (degrees), `noise_scale` (r), `kd`, `ks`, `shininess` (float32),
-  `area` (int32, visible pixels).
-
-Same seed, same scenes: `perlin` and `sc` configs hold identical scene layouts that differ only in the
-texture noise. Every example is a pure function of (config, index), whatever the number of workers.
-"""
-
-_CITATION = """
-@techreport{holm2022synthesising,
-  title={Synthesising Abstract Deep Computer Vision Pretraining Data},
-  author={Holm, S{\\o}ren Winkel},
-  institution={Technical University of Denmark},
-  year={2022},
-  note={Course project report, https://github.com/sorenmulli/imgseg-fake-balloons}
-}
-"""
-
 CLASS_NAMES = ("background", "class_1", "class_2", "class_3")
 
 
@@ -104,7 +63,6 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
                              f"names for {len(CLASS_NAMES)}")
         float_scalar = lambda doc: tfds.features.Scalar(dtype=np.float32, doc=doc)  # noqa: E731
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(size, size, 3), encoding_format="png", doc="rendered scene"),
                 "label": tfds.features.LabeledImage(labels=list(CLASS_NAMES), shape=(size, size, 1),
@@ -130,7 +88,6 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
             supervised_keys=("image", "label"),
             homepage="https://github.com/sorenmulli/imgseg-fake-balloons",
             metadata=tfds.core.MetadataDict(),  # shard_sha256 (ShardChecksums)
-            citation=_CITATION,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):

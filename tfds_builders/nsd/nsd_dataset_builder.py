@@ -13,30 +13,6 @@ import tensorflow_datasets as tfds
 
 from tfsynth.neural.nsd import NsdSpec, iter_images, load_subject
 
-_DESCRIPTION = """
-The shared NSD images (up to 1,000 COCO scenes every subject saw, 8.4 degrees wide) with one subject's
-single-trial 7T fMRI responses (GLMsingle betas, 1.8 mm) in V1, V2, V3, hV4 (from the pRF ROI file) and LO,
-PfS (from a user-supplied object-ROI volume). One example per image, sorted by NSD id.
-
-Features
-* `image`: uint8 (425, 425, 3) PNG; `stimulus_id`: 'nsd_NNNNN' (0-based 73k id); `nsd_id`: int32, the same id.
-* `repetition`: int32 (R,), which presentation (0, 1, 2) each trial row is (R <= 3).
-* `responses/<region>`: float32 (R, voxels): betas in percent signal change, z-scored per voxel within each
-  session; voxels in np.nonzero order over the (Z, Y, X) grid (indices in the metadata).
-
-DatasetInfo metadata: regions, voxel counts and indices, subject, sessions, visual_degrees.
-"""
-
-_CITATION = """
-@article{allen2022massive,
-  title={A massive 7T fMRI dataset to bridge cognitive neuroscience and artificial intelligence},
-  author={Allen, Emily J. and St-Yves, Ghislain and Wu, Yihan and Breedlove, Jesse L. and Prince, Jacob S. and \
-Dowdle, Logan T. and Nau, Matthias and Caron, Brad and Pestilli, Franco and Charest, Ian and Hutchinson, J. Benjamin \
-and Naselaris, Thomas and Kay, Kendrick},
-  journal={Nature Neuroscience}, volume={25}, number={1}, pages={116--126}, year={2022}
-}
-"""
-
 _INSTRUCTIONS = """
 Download from the NSD AWS bucket (s3://natural-scenes-dataset, after accepting the NSD terms of use) into the
 manual dir, keeping any folder layout (files are searched recursively; per-subject files must sit under a
@@ -86,7 +62,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         spec = self.builder_config.spec
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
                 "stimulus_id": tfds.features.Text(),
@@ -98,7 +73,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     for region in spec.regions}),
             }),
             homepage="https://naturalscenesdataset.org",
-            citation=_CITATION,
             metadata=tfds.core.MetadataDict(),
             disable_shuffling=True,  # examples stay in stimulus order
         )

@@ -9,23 +9,6 @@ from __future__ import annotations
 from tfds_builders.proc_synth_db.synth3d_builder import Synth3dBuilder, Synth3dBuilderConfig
 from tfsynth.synth3d.config import Synth3DConfig
 
-_DESCRIPTION = """
-ProcSynthDB: one class per procedural 3D mesh built from simple building blocks (sphere, box, cylinder, cone,
-frustum, capsule, torus, tetrahedron, octahedron) merged by boolean union, with smoothness, wireframe and skin
-(skeleton) variants; any two classes differ by a minimum D2 shape-distribution distance that ignores the
-instance rotations and single-axis stretches (D2 of the mesh with its bounding box scaled to a cube).
-Each instance renders the class mesh (pyrender) under a uniformly random 3D rotation, 1-4 random lights
-(directional / point / spot; random direction, colour and intensity) plus random ambient light, after two random
-single-axis scalings of the mesh.
-"""
-
-_CITATION = """
-@misc{beyondflatland,
-  title={Beyond Flatland: Pre-training with a Strong 3D Inductive Bias},
-  note={Project proposal: ProcSynthDB, MorphSynthDB and FlatWorldDB}
-}
-"""
-
 
 def _config(name: str, description: str, **fields) -> Synth3dBuilderConfig:
     return Synth3dBuilderConfig(name=name, description=description, synth=Synth3DConfig(source="proc", **fields))
@@ -47,5 +30,3 @@ class Builder(Synth3dBuilder):
 
     BUILDER_CONFIGS = BUILDER_CONFIGS
     DEFAULT_BUILDER_CONFIG_NAME = "tiny"
-    DESCRIPTION = _DESCRIPTION
-    CITATION = _CITATION

@@ -15,26 +15,6 @@ import tensorflow_datasets as tfds
 from tfds_builders import ShardChecksums
 from tfsynth.synth3d.config import Synth3DConfig
 
-FEATURE_DOC = """
-Features (one example = one render of one class)
-* `image`: uint8 PNG (S, S, 3), object over a black background.
-* `label`: the class index.
-* `rotation`: float32 (4,) object rotation quaternion [w, x, y, z] (world = camera-centred frame, +y up).
-* `scale`: float32 (3,) per-axis object scale applied (the two single-axis scalings, then a uniform refit to
-  bounding radius 1); `scale_axes` int32 (2,) and `scale_factors` float32 (2,): the two scalings as drawn
-  (FlatWorldDB: image axes 0 = x, 1 = y of the 2D scalings).
-* `camera_pose`: float32 (4, 4) camera-to-world (OpenGL: looks down -z); `camera_yfov`: vertical field of view (rad).
-* `ambient`: float32 ambient light level; lights (L of them): `light_kind` int32 (L,) 0 directional, 1 point,
-  2 spot; `light_color` (L, 3) RGB; `light_intensity` (L,) lux (directional) or candela; `light_direction` (L, 3)
-  direction the light travels; `light_position` (L, 3); `light_cone` (L, 2) spot inner/outer half-angles (rad).
-* `image_transform`: float32 (2, 3) affine map (pixels) applied to the render; identity except FlatWorldDB.
-* `flip`: FlatWorldDB flip (0 none, 1 top-bottom, 2 left-right, 3 both); 0 otherwise.
-* `retries`: how many times this instance was re-drawn (derived seeds) because a render failed or was empty;
-  `class_attempt`: which draw of the class mesh was accepted.
-The class search statistics (minimum D2 distance between classes, rejections) are in the dataset metadata
-(`builder.info.metadata["classes"]`, metadata.json).
-"""
-
 
 @dataclasses.dataclass
 class Synth3dBuilderConfig(tfds.core.BuilderConfig):
@@ -77,7 +57,8 @@ def _render(unit, config: Synth3DConfig):
 
 
 class Synth3dBuilder(ShardChecksums, tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Base class: subclasses set BUILDER_CONFIGS, DESCRIPTION, CITATION, HOMEPAGE."""
+    """Base class: subclasses set BUILDER_CONFIGS (and HOMEPAGE). TFDS takes the description and citation
+    from the README.md and CITATIONS.bib next to the subclass's module (features documented there)."""
 
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
@@ -86,8 +67,6 @@ class Synth3dBuilder(ShardChecksums, tfds.core.GeneratorBasedBuilder, skip_regis
                  "no longer share poses and lights); renders with more than half the object blown out to white "
                  "are re-drawn; lights are summed in a fixed order (bytes independent of process history).",
     }
-    DESCRIPTION = ""
-    CITATION = ""
     HOMEPAGE = ""
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -95,7 +74,6 @@ class Synth3dBuilder(ShardChecksums, tfds.core.GeneratorBasedBuilder, skip_regis
         size = config.image_size
         f32 = np.float32
         return self.dataset_info_from_configs(
-            description=self.DESCRIPTION + FEATURE_DOC,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
                 "label": tfds.features.ClassLabel(num_classes=config.num_classes),
@@ -119,7 +97,6 @@ class Synth3dBuilder(ShardChecksums, tfds.core.GeneratorBasedBuilder, skip_regis
             }),
             supervised_keys=("image", "label"),
             homepage=self.HOMEPAGE,
-            citation=self.CITATION,
             metadata=tfds.core.MetadataDict(),
         )
 

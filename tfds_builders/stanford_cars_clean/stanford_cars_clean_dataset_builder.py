@@ -28,50 +28,6 @@ from tfsynth.models.mask_rcnn.config import COCO_CLASS_NAMES, CocoInferenceConfi
 WEIGHTS_ENV = "TFSYNTH_MASK_RCNN_WEIGHTS"
 SPLITS = ("train", "test")
 
-_DESCRIPTION = """
-Real car segmentations for annotation-invariant style transfer (seed 002, ch. 3): every photo of Stanford Cars
-(train and test merged, 16,185 photos) segmented by a COCO Mask R-CNN (matterport's configuration, Appendix C
-of the seed; `maskrcnn` config) or read from precomputed detections (`precomputed_masks`), then:
-
-1. rejected unless: label in {car, truck}; score >= 0.7; sqrt(predicted box area) >= 128; mask area /
-   predicted box area >= 0.5; the photo is in colour; (then) the mask is one connected component (occlusion);
-   no 2 %-wide border strip of the photo is more than a third covered (truncation). The seed: 17,398
-   segmentations passed the first five rules, 14,092 all seven.
-2. normalised: crop to the predicted box, alpha = mask, RGB zeroed outside the mask, RGB (0,0,0) inside the
-   mask -> (1,1,1) (colour correction), zero-padded to a square (odd remainder on a seeded random side), then
-   zero-padded on all sides until its car-to-frame ratio (alpha > 0 pixels / alpha = 0 pixels) equals a ratio
-   drawn from the Normal fitted to the synthetic renders' ratios.
-3. split 80/20 by photo with a seeded permutation (all segmentations of a photo in one split).
-
-Every rule's rejection count, the Normal used and the ratio statistics are written next to the dataset
-(`cleaning_report_<split>.json`), with the ratio histograms before (Figure 3.10) and after (Figure 3.14)
-normalisation (`ratios_before_<split>.png`, `ratios_after_<split>.png`).
-
-Features
-* `image`: uint8 PNG (S, S, 4), the normalised RGBA segmentation (S varies; `image_size` > 0 resizes).
-* `label`: the predicted class (car / truck). `score`: float32 detection score.
-* `bbox`: int32 (y1, x1, y2, x2) predicted box in the source photo, pixels (y2, x2 exclusive).
-* `ratio`: float32 car-to-frame ratio of `image`; `target_ratio`: the drawn ratio; `ratio_square`: the ratio
-  after square padding, before ratio padding.
-* `source_image`: path in the manual dir (e.g. cars_train/00001.jpg); `source_class`: Stanford Cars class
-  1..196; `detection_index`: the segmentation's position in the detector's output for its photo.
-"""
-
-_CITATION = """
-@inproceedings{krause20133d,
-  title={3D Object Representations for Fine-Grained Categorization},
-  author={Krause, Jonathan and Stark, Michael and Deng, Jia and Fei-Fei, Li},
-  booktitle={4th International IEEE Workshop on 3D Representation and Recognition (3dRR-13)},
-  year={2013}
-}
-@misc{matterport_maskrcnn_2017,
-  title={Mask R-CNN for object detection and instance segmentation on Keras and TensorFlow},
-  author={Abdulla, Waleed},
-  year={2017},
-  howpublished={\\url{https://github.com/matterport/Mask_RCNN}}
-}
-"""
-
 # Ratio Normal used when no synthetic dataset is given: the seed describes the synthetic renders' ratios as
 # "tightly distributed, centered a little over 0.2" (Figure 3.10); fit the real values with `synthetic_tfds`.
 DEFAULT_RATIO_MEAN = 0.21
@@ -153,7 +109,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         size = config.image_size or None
         return self.dataset_info_from_configs(
-            description=_DESCRIPTION,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(size, size, 4), encoding_format="png",
                                              doc="normalised RGBA segmentation"),
@@ -169,7 +124,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "detection_index": tfds.features.Scalar(dtype=np.int32, doc="index in the photo's detections"),
             }),
             homepage="https://ai.stanford.edu/~jkrause/cars/car_dataset.html",
-            citation=_CITATION,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
