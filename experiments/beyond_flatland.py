@@ -505,6 +505,18 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
     return results
 
 
+def _shrunk_text(config_name: str) -> str:
+    """What a config shrank relative to the paper: `small`'s list, after the config's own summary if it is another
+    laptop config."""
+    if config_name == "tiny":
+        return "A smoke-scale configuration (tests); its numbers carry no signal."
+    listed = textwrap.dedent("    " + (small.__doc__ or "").split("Shrunk relative to the seed paper:")[-1]).strip()
+    if config_name == "small":
+        return listed
+    summary = " ".join((CONFIGS[config_name].__doc__ or "").split())
+    return f"{summary}\n\nThe `small` configuration it starts from:\n\n{listed}"
+
+
 def _results_markdown(config, config_name, results, transfer_md, probe_md, has_depth, neural_dir) -> str:
     parts = [f"# Beyond Flatland at laptop scale: `{config_name}`", "",
              f"Command: `{results['command']}`  ",
@@ -512,8 +524,7 @@ def _results_markdown(config, config_name, results, transfer_md, probe_md, has_d
              f"Total CPU time: {results['cpu_hours_total']} CPU-hours (all stages; see the table at the end; "
              "a stage's time is logged when it completes, so invocations killed mid-stage are not counted).", "",
              "## What was shrunk relative to the seed paper", "",
-             textwrap.dedent("    " + (small.__doc__ or "").split("Shrunk relative to the seed paper:")[-1]).strip()
-             if config_name == "small" else "A smoke-scale configuration (tests); its numbers carry no signal.", "",
+             _shrunk_text(config_name), "",
              f"## Fine-tuning on `{config.target}` (`eval.transfer`)", "", transfer_md.strip(), "",
              "![accuracy vs images per class](accuracy_vs_images.png)", ""]
     if probe_md:

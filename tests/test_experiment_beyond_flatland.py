@@ -26,6 +26,13 @@ def test_configs_and_specs():
     pc = bf.pretrain_config(small, "fractal", 3600)
     assert pc.epochs == 9 and pc.lr_milestones == (6, 8) and pc.arch == "resnet18" and pc.resize == 40
     assert bf.pretrain_config(small, "procsynth", 1800).epochs == 18
+    # the follow-up changes only the pre-training length (and runs 5 seeds at full data)
+    long = bf.small_long()
+    assert long.sources == ("fractal", "procsynth", "flatworld") and long.pretrain_examples == 4 * 32_000
+    assert [len(r.seeds or long.seeds) for r in long.regimes] == [5, 5]
+    assert (long.pretrain, long.finetune, long.target) == (small.pretrain, small.finetune, small.target)
+    assert bf.pretrain_config(long, "procsynth", 1800).epochs == 71
+    assert "4x longer pre-training" in bf._shrunk_text("small_long") and "ResNet-18" in bf._shrunk_text("small_long")
 
 
 @pytest.mark.slow
