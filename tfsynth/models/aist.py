@@ -35,10 +35,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfsynth.models import cyclegan, resnet as resnet_lib
+from tfsynth.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 ALPHA_MODES = ("channel", "nonblack")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,14 +37,13 @@ from keras import layers
 
 from tfsynth.models import resnet as resnet_lib
 from tfsynth.models.classifier import normalization_layer
+from tfsynth.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["fcn_resnet", "fcn_resnet50", "fcn_resnet101", "BilinearResizeLike", "IMAGENET_MEAN", "IMAGENET_STD",
            "load_torchvision_fcn_state_dict", "to_torchvision_fcn_state_dict", "transfer_weights",
            "transfer_state_dict", "save_torchvision_npz", "load_npz",
            "backbone_of", "count_trainable", "DilatedConv2D", "SegmentationCrossEntropy"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's segmentation reference Normalize (on [0, 1] pixels)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @keras.saving.register_keras_serializable(package="tfsynth")

@@ -28,12 +28,11 @@ from typing import Callable, Optional
 
 from tfsynth import config_flags
 from tfsynth.config_flags import ConfigError  # noqa: F401  (re-exported)
+from tfsynth.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 TRANSFER_MODES = ("backbone", "matching")
 LR_SCHEDULES = ("constant", "poly")
 DILATED_CONV = ("auto", "native", "im2col")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's Normalize for segmentation (on [0, 1] pixels)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 

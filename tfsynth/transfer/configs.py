@@ -23,9 +23,8 @@ from typing import Callable, Optional
 
 from tfsynth import config_flags
 from tfsynth.config_flags import ConfigError  # noqa: F401  (re-exported)
+from tfsynth.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)

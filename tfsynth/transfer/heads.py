@@ -27,11 +27,10 @@ import numpy as np
 
 from tfsynth.models import reference_nets, resnet as resnet_lib
 from tfsynth.models.classifier import ARCHITECTURES as RESNETS, build_classifier, normalization_layer
+from tfsynth.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 ARCHS = tuple(RESNETS) + tuple(reference_nets.REFERENCE_NETS)
 HEADS = {**{arch: "fc" for arch in RESNETS}, **reference_nets.HEADS}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SOURCE_KINDS = ("scratch", "backbone", "reference")
 
 

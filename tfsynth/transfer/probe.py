@@ -38,9 +38,8 @@ import numpy as np
 
 from tfsynth.atomic import atomic_write_text
 from tfsynth.transfer import cv, table
+from tfsynth.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 RESNETS = tuple(f"resnet{d}" for d in (18, 34, 50, 101, 152))
 DEFAULT_MAX_ITER = 10_000
 
