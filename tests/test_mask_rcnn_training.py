@@ -9,7 +9,7 @@ from tfsynth.models.mask_rcnn import LOSS_NAMES, utils
 from tfsynth.models.mask_rcnn.model import MaskRCNN
 from tfsynth.models.mask_rcnn.shapes import SHAPE_CLASSES, ShapesDataset, shape_scene
 
-from tests.test_mask_rcnn import _weights, tiny_config
+from tests.test_mask_rcnn import _np, _weights, tiny_config
 
 
 def _dataset(count, seed):
@@ -80,3 +80,27 @@ def test_tiny_config_trains_heads_on_cpu_and_resumes_from_its_checkpoint(tmp_pat
     trained = _weights(model)
     for key, value in _weights(resumed).items():
         np.testing.assert_array_equal(value, trained[key], err_msg=key)
+
+
+def test_recalibrated_batchnorm_statistics_are_the_batch_statistics_and_weights_stay(tmp_path):
+    config = tiny_config(TRAIN_BN=None, IMAGES_PER_GPU=2)
+    keras.utils.set_random_seed(0)
+    model = MaskRCNN("training", config, model_dir=str(tmp_path))
+    before = _weights(model)
+    data = _dataset(4, seed=0)
+    assert model.recalibrate_batchnorm(data, batches=1, seed=3) > 50  # every BN of ResNet-50 and the heads
+    bn = model.keras_model.get_layer("bn_conv1")
+    # bn_conv1's input for the same batch, computed independently: its statistics over (batch, H, W)
+    probe = keras.Model(model.keras_model.inputs[0], bn.input)
+    images = next(iter(model._tf_dataset(data, True, None, 3)))[0]
+    x = np.asarray(probe(images, training=True), np.float64)
+    np.testing.assert_allclose(_np(bn.moving_mean), x.mean(axis=(0, 1, 2)), rtol=1e-4,
+                               atol=1e-5 * np.abs(x).max())
+    np.testing.assert_allclose(_np(bn.moving_variance), x.var(axis=(0, 1, 2)), rtol=1e-3,
+                               atol=1e-5 * x.var(axis=(0, 1, 2)).max())
+    assert bn.momentum == 0.99  # restored
+    after = _weights(model)
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed and all("moving_" in k for k in changed)
+    frozen = MaskRCNN("training", tiny_config(TRAIN_BN=False), model_dir=str(tmp_path))
+    assert frozen.recalibrate_batchnorm(data, batches=1) == 0  # frozen BN uses its moving statistics anyway
