@@ -64,7 +64,8 @@ def _resnet50_images_per_s(which: str, size: int, batch: int, steps: int, mixed:
         x = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
         y = rng.integers(0, 1000, (batch,)).astype(np.int32)
         ds = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
-        compile_wall, _ = _timed(lambda: model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False))  # trace/compile
+        # trace/compile
+        compile_wall, _ = _timed(lambda: model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False))
         wall, cpu = _timed(lambda: model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False))
     finally:
         keras.mixed_precision.set_global_policy("float32")
