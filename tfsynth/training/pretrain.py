@@ -63,6 +63,59 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
+def _keras_multi_worker_fixes(model: keras.Model) -> None:
+    """Works around two bugs of Keras 3.15's `fit`/`evaluate` under MultiWorkerMirroredStrategy (> 1 worker).
+
+    1. Before training, `_maybe_symbolic_build` (keras/src/backend/tensorflow/trainer.py) passes the first batch, a
+       tuple of PerReplica values, to `strategy.reduce("MEAN", batch)`, which takes no nests: `ValueError: Attempt
+       to convert a value (PerReplica:{...}) ... to a Tensor`. The batch only serves to build the model
+       symbolically (shapes, dtypes), so this model builds from the local replica's part of it instead (the same
+       collective `next()` on every worker, no reduction).
+    2. After every step `reduce_per_replica(..., reduction="auto")` reduces each log with `strategy.reduce("MEAN",
+       v, axis=0)` on multi-worker strategies, but the logs (loss, metric results) are scalars: `ValueError: Invalid
+       reduction dimension 0 for input with 0 dimensions`. Scalars are averaged over the replicas instead (axis
+       None): each replica's log is its own running mean over equally many examples (the global batch is split
+       evenly), so their mean is the global one. The replacement is installed in Keras' trainer module (process
+       wide); it changes only rank-0 values under MultiWorkerMirroredStrategy.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    strategy = model.distribute_strategy
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(local, next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+
+    original = getattr(tf_trainer.reduce_per_replica, "_tfsynth_original", tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy, reduction="auto"):
+        if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in ("auto", "mean")):
+            return original(values, strategy, reduction)
+
+        def reduce(value):
+            # One replica per worker: `strategy.run` gives plain tensors, not PerReplica values.
+            if (isinstance(value, tf.distribute.DistributedValues) or tf.is_tensor(value)) \
+                    and local(value).shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)
+            return original(value, strategy, reduction)
+
+        return tf.nest.map_structure(reduce, values)
+
+    reduce_per_replica._tfsynth_original = original
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def make_deterministic() -> None:
     """Bitwise-repeatable training for a given seed: deterministic kernels and one inter-op thread.
 
@@ -230,6 +283,8 @@ def fit_classifier(setup: RunSetup, config, train_mix: datasets.Mixture, eval_mi
     schedule = lr_schedule(config, steps)
     with dist.scope():
         model = compile_classifier(build_model(train_mix.num_classes), config, train_mix.num_classes, schedule)
+        if isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy):
+            _keras_multi_worker_fixes(model)
         if initial_epoch:
             print(f"Resuming from {latest[1]} (epoch {initial_epoch} of {config.epochs} done)", flush=True)
             restore_checkpoint(model, latest[1])
