@@ -89,6 +89,40 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert [int(r["step"]) for r in rows] == [2, 4, 6]
 
 
+def test_known_poses_drive_the_projection_and_leave_the_pose_head_alone():
+    """predict_pose=False (the reference's camera-supervised setting): one pose 'candidate', no student; the loss
+    depends on the cameras passed in, and training moves the shape network but not the pose head's biases."""
+    from tfsynth.dpc import data, training
+
+    config = configs.tiny().replace(predict_pose=False, num_points=300, batch_models=2, views_per_model=2, steps=3)
+    assert config.pose_candidates == 1 and config.net_kwargs()["num_candidates"] == 1
+    assert not config.net_kwargs()["student"]
+    trainer = training.DPCTrainer(config)
+    assert "pose_student" not in trainer.model.output
+    mset = data.load_source("procedural:2", image_size=32, views=2)
+    images, masks, quats = data.gather_batch(mset, np.array([0, 1]), np.array([[0, 1], [0, 1]]))
+    logs_true, extra = trainer.evaluate(images, masks, quats)
+    assert "student_loss" not in logs_true and extra["proj"]["silhouette"].shape[0] == 4  # 4 views x 1 camera
+    from tfsynth.models import dpc
+
+    out = extra["out"]  # each object's shape (from its first view) seen from each view's true camera
+    sigma, _ = trainer.schedules(trainer.step)
+    expected = dpc.project(dpc.repeat_rows(out["points"][::2], 2), quats, trainer.projection, sigma,
+                           dpc.repeat_rows(out["scale"][::2], 2))["silhouette"]
+    np.testing.assert_allclose(extra["proj"]["silhouette"], expected, atol=1e-5)
+    turned = np.stack([data.synthetic.geo.q_multiply(q, [np.cos(0.6), 0.0, np.sin(0.6), 0.0]) for q in quats])
+    logs_turned, extra_turned = trainer.evaluate(images, masks, turned.astype(np.float32))
+    assert np.abs(extra_turned["proj"]["silhouette"] - expected).max() > 1e-3
+    assert logs_turned["proj_loss"] != pytest.approx(logs_true["proj_loss"], rel=1e-6)
+    pose_bias = [w for w in trainer.model.trainable_weights if w.path.startswith("pose_out") and "bias" in w.path]
+    decoder = [w for w in trainer.model.trainable_weights if w.path.startswith("point_decoder")][0]
+    before = [np.array(w.numpy()) for w in pose_bias], np.array(decoder.numpy())
+    for _ in range(3):
+        trainer.train_step(images, masks, quats)
+    assert pose_bias and all(np.array_equal(b, w.numpy()) for b, w in zip(before[0], pose_bias))
+    assert not np.array_equal(before[1], decoder.numpy())
+
+
 def test_bad_inputs_name_the_problem(tmp_path):
     from tfsynth.dpc import data
 

@@ -44,6 +44,11 @@ BUILDER_CONFIGS = [
          num_models=(6, 2, 2), views=3, image_size=64, gt_points=20_000),
     _cfg("procedural", "650 ProcSynthDB meshes (500 / 50 / 100), 5 views at 128 px: a ShapeNet-free demo.",
          num_models=(500, 50, 100)),
+    _cfg("vehicles_tiny", "24 car-like meshes of one family (16 / 4 / 4), 5 views at 64 px, 20k-point ground truth: "
+         "tests.", family="vehicles", num_models=(16, 4, 4), image_size=64, gt_points=20_000),
+    _cfg("vehicles", "750 car-like meshes of one family in a shared canonical frame (600 / 50 / 100), 5 views at "
+         "64 px: a ShapeNet-cars stand-in for shape & pose at laptop scale.", family="vehicles",
+         num_models=(600, 50, 100), image_size=64),
     _cfg("shapenet_cars", "ShapeNetCore cars (02958343), 5 views at 128 px (manual download).", source="shapenet",
          synset="02958343"),
     _cfg("shapenet_chairs", "ShapeNetCore chairs (03001627), 5 views at 128 px (manual download).",

@@ -7,7 +7,9 @@
 Reference recipe (`default_config.yaml` + `chair_unsupervised/config.yaml`, which the seed used for cars): 128 px
 RGB input, 8,000 points, 64^3 grid, 21-tap blur with sigma 3.0 -> 0.2 voxels (linear over training), point
 dropout keep probability 0.07 -> 1 (linear), 4 pose candidates + student (weight 20), weight decay 0.001 on the
-kernels, Adam 1e-4, 600,000 steps of 8 objects x 4 views.
+kernels, Adam 1e-4, 600,000 steps of 8 objects x 4 views. With `predict_pose=False` (the reference's default,
+used by its `chair_camera_supervision` experiment) the ground-truth cameras drive the projection and only the shape
+is learned; the pose head is then built with one candidate and no student and gets no gradient from the losses.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class DPCConfig:
     fc_dim: int = 1024  # fully connected widths
     z_dim: int = 1024  # shape / pose code width
     num_points: int = 8000  # predicted points
+    predict_pose: bool = True  # False (--no-predict_pose): ground-truth cameras drive the projection (shape only)
     num_candidates: int = 4  # pose candidates (1: single head, no student)
     student: bool = True  # student pose head
     # --- projection ---
@@ -66,9 +69,15 @@ class DPCConfig:
             raise ConfigError(f"keep_prob_start must be in (0, 1], got {self.keep_prob_start}")
         config_flags.check_ranges(self, DPC_RANGES)  # every other field with a valid range, one line
 
+    @property
+    def pose_candidates(self) -> int:
+        """Pose candidates the projection uses: 1 (the ground-truth camera) when poses are not predicted."""
+        return self.num_candidates if self.predict_pose else 1
+
     def net_kwargs(self) -> dict:
         return dict(image_size=self.image_size, f_dim=self.f_dim, fc_dim=self.fc_dim, z_dim=self.z_dim,
-                    num_points=self.num_points, num_candidates=self.num_candidates, student=self.student)
+                    num_points=self.num_points, num_candidates=self.pose_candidates,
+                    student=self.student and self.predict_pose)
 
     def projection_kwargs(self) -> dict:
         return dict(vox_size=self.vox_size, focal_length=self.focal_length, camera_distance=self.camera_distance,

@@ -94,7 +94,10 @@ def save_npz_folder(data: MultiviewSet, folder: str) -> list[str]:
     return paths
 
 
-def load_tfds(spec: str, data_dir: Optional[str] = None, max_models: int = 0) -> MultiviewSet:
+def load_tfds(spec: str, data_dir: Optional[str] = None, max_models: int = 0,
+              auto_build: bool = False) -> MultiviewSet:
+    """'name/config:split' of a TFDS dataset; with `auto_build` a missing dataset of this project is built first
+    (the project's build path, `tfsynth.input.datasets.built_builder`: Beam in-process, one build per data_dir)."""
     import tensorflow_datasets as tfds
 
     from tfsynth.input.datasets import import_tfds_builders
@@ -104,11 +107,18 @@ def load_tfds(spec: str, data_dir: Optional[str] = None, max_models: int = 0) ->
     if len(parts) != 2:
         raise SourceError(f"{spec!r}: expected 'tfds:name/config:split'")
     name, split = parts
-    from tfsynth.input.datasets import unknown_dataset_message
+    from tfsynth.input.datasets import (DataSpecError, built_builder, parse_data_spec, resolve_source,
+                                        unknown_dataset_message)
 
     unknown = unknown_dataset_message(name, f"tfds:{spec}")
     if unknown:
         raise SourceError(unknown)
+    if auto_build:
+        try:
+            (source,) = parse_data_spec(name)
+            built_builder(resolve_source(source), data_dir, auto_build=True)
+        except (DataSpecError, ValueError) as err:
+            raise SourceError(f"tfds:{spec}: {err}") from None
     try:
         ds = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
     except Exception as err:  # noqa: BLE001 - TFDS raises many kinds; name the source
@@ -132,7 +142,7 @@ def from_examples(examples, source: str = "examples") -> MultiviewSet:
 
 
 def load_source(source: str, image_size: int = 128, data_dir: Optional[str] = None, max_models: int = 0,
-                seed: int = 0, views: int = 5) -> MultiviewSet:
+                seed: int = 0, views: int = 5, auto_build: bool = False) -> MultiviewSet:
     if source.startswith("procedural:"):
         try:
             n = int(source.split(":", 1)[1])
@@ -141,7 +151,7 @@ def load_source(source: str, image_size: int = 128, data_dir: Optional[str] = No
         n = min(n, max_models) if max_models else n
         return _stack([synthetic.make_model(seed, i, views=views, image_size=image_size) for i in range(n)], source)
     if source.startswith("tfds:"):
-        return load_tfds(source[len("tfds:"):], data_dir, max_models)
+        return load_tfds(source[len("tfds:"):], data_dir, max_models, auto_build)
     if os.path.isdir(source):
         return load_npz_folder(source, max_models)
     raise SourceError(f"{source!r}: not 'tfds:...', 'procedural:N' or an existing folder of .npz files")

@@ -8,7 +8,8 @@ and the seed's real-image mask disagreement (§6.3).
   point-to-point ICP (max correspondence 0.2, as the reference's open3d call); per model the 2 views with the
   lowest inlier RMSE are kept, the 15 best models are chosen, and their rotations are averaged (Markley et al.).
 - Pose error (reference `eval_camera_pose.py`): angle 2 arccos|w| of conj(q_gt) (q_pred conj(a)), accuracy at
-  30 degrees and median error in degrees.
+  30 degrees and median error in degrees; chance level: uniformly random rotations (`chance_pose_accuracy`,
+  `chance_median_error_deg`).
 """
 from __future__ import annotations
 
@@ -157,6 +158,26 @@ def pose_table(errors_rad, threshold_deg: float = 30.0) -> dict:
         raise ValueError("no pose errors to summarise")
     return {"accuracy": float(np.mean(e < np.deg2rad(threshold_deg))),
             "median_error_deg": float(np.rad2deg(e[len(e) // 2]))}
+
+
+def random_rotation_angle_cdf(theta_rad):
+    """P(angle < theta) for a uniformly random rotation (Haar measure on SO(3)): the angle has density
+    (1 - cos t) / pi on [0, pi], so the CDF is (theta - sin theta) / pi. The chance level of `pose_table`."""
+    t = np.clip(np.asarray(theta_rad, np.float64), 0.0, np.pi)
+    return (t - np.sin(t)) / np.pi
+
+
+def chance_pose_accuracy(threshold_deg: float = 30.0) -> float:
+    """Pose accuracy at `threshold_deg` of uniformly random rotations: (pi/6 - sin(pi/6)) / pi = 0.0075 at 30."""
+    return float(random_rotation_angle_cdf(np.deg2rad(threshold_deg)))
+
+
+def chance_median_error_deg() -> float:
+    """Median angle of a uniformly random rotation in degrees, 132.35: the root of (t - sin t) / pi = 1/2. (Its mean
+    is pi/2 + 2/pi radians, 126.48 degrees, which is sometimes quoted as the median.)"""
+    from scipy.optimize import brentq
+
+    return float(np.rad2deg(brentq(lambda t: random_rotation_angle_cdf(t) - 0.5, 0.0, np.pi, xtol=1e-12)))
 
 
 # ---------------------------------------------------------------------------------------------------------------

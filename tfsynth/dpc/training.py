@@ -4,7 +4,8 @@ One step (reference `model_pc.py`): encode all B x V images; the shape (points, 
 comes from its first view, the pose candidates from every view; the shape is projected into every view with each
 candidate (point dropout, blur sigma from the schedules); projection loss = the best candidate's L2 silhouette
 error; student loss = 1 - w^2 against the best candidate (stop-gradient) x student_weight; weight decay on the
-kernels; Adam.
+kernels; Adam. With `predict_pose=False` the ground-truth camera of each view replaces the candidates (one 'candidate',
+no student loss): shape learning with known poses.
 
 Workdir layout::
 
@@ -70,9 +71,9 @@ class DPCTrainer:
         keep = dpc.keep_prob_schedule(step, c.steps, c.keep_prob_start)
         return sigma, keep
 
-    def _losses(self, images, masks, training=False):
+    def _losses(self, images, masks, quats, training=False):
         c = self.config
-        v, k = c.views_per_model, c.num_candidates
+        v, k = c.views_per_model, c.pose_candidates
         out = self.model(images, training=training)
         points = out["points"][::v]  # shape from the first view of each object
         scale = out["scale"][::v]
@@ -82,7 +83,7 @@ class DPCTrainer:
         sigma, keep = self.schedules(self.step)
         if training and c.keep_prob_start < 1.0:
             all_points = dpc.point_dropout(all_points, keep, self.seed_gen.uniform(tf.shape(all_points)[:2]))
-        poses = out["poses"]  # (B*V, K, 4)
+        poses = out["poses"] if c.predict_pose else quats[:, None, :]  # (B*V, K, 4); known poses: K = 1
         proj = dpc.project(all_points, tf.reshape(poses, [-1, 4]), self.projection, sigma, all_scale)
         proj_loss, best = dpc.candidate_projection_loss(masks, proj["silhouette"], k)
         logs = {"proj_loss": proj_loss}
@@ -104,22 +105,29 @@ class DPCTrainer:
         logs["occupancy_scale"] = tf.reduce_mean(scale)
         return total, logs, out, proj, best
 
-    def _train_step(self, images, masks):
+    def _train_step(self, images, masks, quats):
         with tf.GradientTape() as tape:
-            total, logs, _, _, _ = self._losses(images, masks, training=True)
+            total, logs, _, _, _ = self._losses(images, masks, quats, training=True)
         grads = tape.gradient(total, self.model.trainable_variables)
+        # Known poses leave the pose head's biases out of the loss: zero gradients, so Adam leaves them unchanged.
+        grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, self.model.trainable_variables)]
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         self.step.assign_add(1)
         return logs
 
-    def train_step(self, images, masks) -> dict:
+    def train_step(self, images, masks, quats) -> dict:
+        """One optimiser step; quats (B*V, 4) are the views' ground-truth cameras (used when poses are known)."""
         images, masks = prepare_inputs(self.config, images, masks)
-        return {k: float(v) for k, v in self._train(images, masks).items()}
+        return {k: float(v) for k, v in self._train(images, masks, _quats(quats)).items()}
 
-    def evaluate(self, images, masks) -> tuple[dict, dict]:
+    def evaluate(self, images, masks, quats) -> tuple[dict, dict]:
         images, masks = prepare_inputs(self.config, images, masks)
-        _, logs, out, proj, best = self._eval(images, masks, training=False)
+        _, logs, out, proj, best = self._eval(images, masks, _quats(quats), training=False)
         return {k: float(v) for k, v in logs.items()}, {"out": out, "proj": proj, "best": best, "masks": masks}
+
+
+def _quats(quats):
+    return tf.convert_to_tensor(np.asarray(quats, np.float32))
 
 
 def predict(model: keras.Model, config: DPCConfig, images, batch_size: int = 32) -> dict:
@@ -161,7 +169,12 @@ def _silhouette_panel(masks, sil, best, k, n):
     return tf.cast(tf.concat([masks[:n], pred], axis=2) * 255, tf.uint8)
 
 
-def run(config: DPCConfig, workdir: str, resume: bool = False, data_dir: Optional[str] = None) -> dict:
+def run(config: DPCConfig, workdir: str, resume: bool = False, data_dir: Optional[str] = None,
+        verbose="auto") -> dict:
+    """Trains (or resumes) one run in `workdir`; verbose: the progress bar's (Keras Progbar: 1 a bar, 2 one line at
+    the end, 0 none; 'auto' a bar on a terminal, one line otherwise)."""
+    from tfsynth.cli import keras_verbosity
+
     start = time.time()
     ckpt_dir = ckpt_lib.prepare_workdir(workdir, config.to_dict(), resume,
                                         may_change=("steps", "val_data", "log_every", "checkpoint_every",
@@ -187,13 +200,13 @@ def run(config: DPCConfig, workdir: str, resume: bool = False, data_dir: Optiona
     fixed_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     panel_idx = dpc_data.sample_batch(train_set, fixed_rng, config.batch_models, config.views_per_model)
     window, step_times, logged = {}, [], []
-    progress = keras.utils.Progbar(config.steps)
+    progress = keras.utils.Progbar(config.steps, verbose=keras_verbosity(verbose))
     for step in range(first, config.steps):
         rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2, step]))
-        images, masks, _ = dpc_data.gather_batch(
+        images, masks, quats = dpc_data.gather_batch(
             train_set, *dpc_data.sample_batch(train_set, rng, config.batch_models, config.views_per_model))
         t0 = time.perf_counter()
-        logs = trainer.train_step(images, masks)
+        logs = trainer.train_step(images, masks, quats)
         step_times.append(time.perf_counter() - t0)
         for k, v in logs.items():
             window.setdefault(k, []).append(v)
@@ -217,9 +230,9 @@ def run(config: DPCConfig, workdir: str, resume: bool = False, data_dir: Optiona
             _image_summaries(trainer, train_set, panel_idx, writer, done)
             if val_set is not None:
                 vrng = np.random.default_rng(np.random.SeedSequence([config.seed, 3]))
-                vi, vm, _ = dpc_data.gather_batch(val_set, *dpc_data.sample_batch(
+                vi, vm, vq = dpc_data.gather_batch(val_set, *dpc_data.sample_batch(
                     val_set, vrng, config.batch_models, config.views_per_model))
-                vlogs, _ = trainer.evaluate(vi, vm)
+                vlogs, _ = trainer.evaluate(vi, vm, vq)
                 with val_writer.as_default(step=done):
                     for k in ("proj_loss", "student_loss", "silhouette_mse"):
                         if k in vlogs:
@@ -245,10 +258,11 @@ def _image_summaries(trainer: DPCTrainer, data, idx, writer, step):
     from tensorboard.plugins.mesh import summary_v2 as mesh_summary
 
     c = trainer.config
-    images, masks, _ = dpc_data.gather_batch(data, *idx)
-    _, extra = trainer.evaluate(images, masks)
+    images, masks, quats = dpc_data.gather_batch(data, *idx)
+    _, extra = trainer.evaluate(images, masks, quats)
     n = min(4, len(images))
-    panel = _silhouette_panel(extra["masks"], extra["proj"]["silhouette"][..., 0], extra["best"], c.num_candidates, n)
+    panel = _silhouette_panel(extra["masks"], extra["proj"]["silhouette"][..., 0], extra["best"], c.pose_candidates,
+                              n)
     pts = extra["out"]["points"][::c.views_per_model][:2]
     colours = tf.cast(tf.clip_by_value(pts + 0.5, 0, 1) * 255, tf.uint8)
     with writer.as_default(step=step):

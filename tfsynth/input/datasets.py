@@ -189,8 +189,9 @@ def _build_lock(builder):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def prepared_builder(source: DataSource, data_dir: Optional[str] = None, auto_build: bool = False):
-    """Returns the TFDS builder of a resolved source, building the dataset first when missing and allowed."""
+def built_builder(source: DataSource, data_dir: Optional[str] = None, auto_build: bool = False):
+    """The TFDS builder of a resolved source, built first (once, under the build lock) when missing and allowed;
+    a missing dataset without `auto_build` is a DataSpecError naming the `tfds build` command."""
     builder = tfds.builder(source.name, config=source.config, data_dir=data_dir)
     if not builder.is_prepared():
         where = data_dir or tfds.core.constants.DATA_DIR
@@ -204,6 +205,13 @@ def prepared_builder(source: DataSource, data_dir: Optional[str] = None, auto_bu
             if not builder.is_prepared():
                 print(f"Building {source.name}/{source.config} in {where} (missing; --auto_build) ...", flush=True)
                 build_dataset(builder, beam_download_config())
+    return builder
+
+
+def prepared_builder(source: DataSource, data_dir: Optional[str] = None, auto_build: bool = False):
+    """Returns the TFDS builder of a resolved classification source (image + label), built first when missing and
+    allowed (`built_builder`)."""
+    builder = built_builder(source, data_dir, auto_build)
     features = builder.info.features
     missing = [k for k in ("image", "label") if k not in features]
     if missing:

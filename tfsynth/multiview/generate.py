@@ -9,10 +9,11 @@ positions. Per view: RGB on white, mask, depth (eye-space distance along the vie
 (`tfsynth.dpc.geometry`: projecting the model with it reproduces the mask).
 Per model: ~100k points sampled on the faces, voxel-downsampled at 0.01 as the reference evaluation does.
 
-Sources: 'procedural' (ProcSynthDB meshes from `tfsynth.shapes.procedural`), 'shapenet' (a local ShapeNetCore v1
-or v2 folder and a synset; the DRC split files when given, else a seeded split by model id) or 'folder' (any mesh
-files: obj, ply, glb, off; only the readable ones are split, see `folder_split`). A model is a pure function of
-(config, split, model key); rendering runs in TF-free workers (`tfsynth.render.pool`).
+Sources: 'procedural' (ProcSynthDB meshes from `tfsynth.shapes.procedural`, or with family='vehicles' one coherent
+family of car-like meshes in a shared canonical frame from `tfsynth.shapes.vehicles`), 'shapenet' (a local
+ShapeNetCore v1 or v2 folder and a synset; the DRC split files when given, else a seeded split by model id) or
+'folder' (any mesh files: obj, ply, glb, off; only the readable ones are split, see `folder_split`). A model is a
+pure function of (config, split, model key); rendering runs in TF-free workers (`tfsynth.render.pool`).
 """
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ from tfsynth.png import encode_png
 
 MESH_EXTENSIONS = (".obj", ".ply", ".glb", ".off")
 SPLITS = ("train", "validation", "test")
+FAMILIES = ("procsynth", "vehicles")  # procedural mesh families (tfsynth.shapes.procedural / .vehicles)
 VIEW_RADIUS = 0.5  # models are scaled into the sphere of this radius about their bounding-box centre
 
 
 @dataclasses.dataclass(frozen=True)
 class MultiviewConfig:
     source: str = "procedural"  # 'procedural' | 'shapenet' | 'folder'
+    family: str = "procsynth"  # procedural meshes: 'procsynth' (ProcSynthDB objects) | 'vehicles' (car-like family)
     mesh_dir: str = ""  # ShapeNetCore root (shapenet) or a folder of meshes (folder)
     synset: str = "02958343"  # ShapeNet synset (02958343 cars, 03001627 chairs, 02691156 planes)
     split_dir: str = ""  # folder with the DRC split files <synset>_{train,val,test}.txt ('' = seeded split)
@@ -58,6 +61,8 @@ class MultiviewConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown procedural family {self.family!r}; valid: {', '.join(FAMILIES)}")
         half = np.arctan(0.5 / self.focal_length)
         if VIEW_RADIUS > self.camera_distance * np.sin(half) + 1e-12:
             raise ValueError(f"camera_distance {self.camera_distance} with focal_length {self.focal_length} sees only "
@@ -233,10 +238,14 @@ def model_mesh(config: MultiviewConfig, split: str, key: str, path: str):
     if config.source == "procedural":
         from tfsynth.shapes.geometry import MeshError
         from tfsynth.shapes.procedural import ProcMeshConfig, generate_mesh
+        from tfsynth.shapes.vehicles import VehicleConfig, generate_vehicle
 
         for attempt in range(20):
             try:
-                mesh = generate_mesh(ProcMeshConfig(), _rng(config, split, key, 100 + attempt))
+                if config.family == "vehicles":
+                    mesh = generate_vehicle(VehicleConfig(), _rng(config, split, key, 100 + attempt))
+                else:
+                    mesh = generate_mesh(ProcMeshConfig(), _rng(config, split, key, 100 + attempt))
                 return mesh.vertices, mesh.faces, mesh.vertex_colors
             except MeshError:
                 continue
