@@ -1,5 +1,6 @@
 """eval.mask_rcnn: COCO-format datasets, VOC-style and COCO mAP of a detector, and the CLI's input checks."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -88,3 +89,19 @@ def test_shapes_configs_build_valid_matterport_configs():
         config = cls()
         assert config.IMAGE_SHAPE[0] % 64 == 0 and config.NUM_CLASSES == 3
         assert config.BATCH_SIZE == config.IMAGES_PER_GPU
+
+
+def test_shapes_training_writes_results_and_evaluates_a_given_checkpoint(tmp_path):
+    # tiny keeps matterport's frozen BatchNorm (TRAIN_BN=False): nothing to recalibrate (the recalibration itself:
+    # tests/test_mask_rcnn_training.py); small follows the training flag and is recalibrated
+    from train.mask_rcnn_shapes import main as train_main
+
+    common = ["--config", "tiny", "--train-images", "4", "--eval-images", "2", "--precise-bn-batches", "2"]
+    first = train_main(["--workdir", str(tmp_path / "run"), "--epochs", "1", *common])
+    assert first["precise_bn_layers"] == 0 and os.path.basename(first["weights"]) == "mask_rcnn_shapes_tiny_0001.h5"
+    assert len(first["loss_per_epoch"]) == 1 and 0 <= first["voc_mask_map50"] <= 1
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["weights"] == first["weights"] and saved["train_cpu_s"] > 0
+    again = train_main(["--workdir", str(tmp_path / "eval"), "--weights", first["weights"], *common])
+    assert again["train_cpu_s"] is None and again["weights"] == first["weights"]
+    assert again["voc_mask_map50"] == pytest.approx(first["voc_mask_map50"])

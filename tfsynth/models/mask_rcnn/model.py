@@ -567,7 +567,7 @@ class MaskRCNN:
         still changing fast, so inference (moving statistics) sees other activations than training did (batch
         statistics): the shapes `small` run's validation RPN loss rose while its training loss fell, and its
         detections were far worse in inference mode than with batch statistics. Returns the number of layers
-        recalibrated; call `keras_model.save_weights` (or `save_recalibrated`) afterwards."""
+        recalibrated; `save_weights` afterwards keeps them."""
         if self.mode != "training":
             raise ValueError("recalibrate BatchNorm on the training-mode model (it has the ground-truth inputs)")
         layers = [layer for layer in _walk_layers(self.keras_model)
