@@ -646,8 +646,11 @@ def main(argv=None) -> None:
     if unknown:
         raise ValueError(f"--stages: unknown {', '.join(unknown)}; valid: {', '.join(STAGES)}")
     given = list(argv if argv is not None else sys.argv[1:])
-    kept = [a for i, a in enumerate(given)  # the command that reproduces the run: --publish only copies files
-            if not a.startswith("--publish") and not (i and given[i - 1] == "--publish")]
+    # The command that reproduces the run: --publish only copies files, and --stages / --ready_only only choose
+    # what this invocation does (a report-only rerun records the experiment's command).
+    dropped = ("--publish", "--stages")
+    kept = [a for i, a in enumerate(given)
+            if not a.startswith(dropped) and a != "--ready_only" and not (i and given[i - 1] in dropped)]
     command = "python -m experiments.beyond_flatland " + " ".join(kept)
     run(args.config, args.workdir, stages, args.publish, command, args.ready_only)
 
