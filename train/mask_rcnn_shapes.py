@@ -81,7 +81,8 @@ def main(argv=None) -> dict:
 
     inference = MaskRCNN("inference", make_config(CONFIGS[args.config], IMAGES_PER_GPU=1), model_dir=args.workdir)
     inference.load_weights(weights, by_name=True)
-    result = {"config": args.config, "epochs": args.epochs, "steps_per_epoch": config.STEPS_PER_EPOCH,
+    trained_epochs = len(history["loss"]) or int(os.path.basename(weights).rsplit("_", 1)[-1].split(".")[0])
+    result = {"config": args.config, "epochs": trained_epochs, "steps_per_epoch": config.STEPS_PER_EPOCH,
               "images_per_batch": config.BATCH_SIZE,
               "train_cpu_s": None if train_cpu_s is None else round(train_cpu_s, 1),
               "train_wall_s": None if train_wall_s is None else round(train_wall_s, 1), "weights": weights,
