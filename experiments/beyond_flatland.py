@@ -26,17 +26,14 @@ import argparse
 import contextlib
 import dataclasses
 import gc
-import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import textwrap
 import time
 from typing import Callable, Optional
 
-from tfsynth.atomic import atomic_write_text
+from experiments.common import cpu_seconds, git_commit, read_json, write_json
 from tfsynth.cli import run_cli
 from tfsynth.training import pretrain_configs
 
@@ -153,39 +150,24 @@ def datasets_of(config: ExperimentConfig) -> list[str]:
 
 # --- bookkeeping -------------------------------------------------------------------------------------------------
 
-def _cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _read_json(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _write_json(path: str, data) -> None:
-    """Atomic: a file that exists is complete (the stage markers rely on it)."""
-    atomic_write_text(path, json.dumps(data, indent=2))
-
-
 class StageLog:
     """CPU- and wall-seconds per stage, accumulated over resumed invocations, in <workdir>/stages.json."""
 
     def __init__(self, workdir: str):
         self.path = os.path.join(workdir, "stages.json")
-        self.data = _read_json(self.path) if os.path.exists(self.path) else {}
+        self.data = read_json(self.path) if os.path.exists(self.path) else {}
 
     def run(self, name: str, fn: Callable[[], Optional[dict]]) -> None:
-        cpu, wall = _cpu_seconds(), time.time()
+        cpu, wall = cpu_seconds(), time.time()
         print(f"\n=== stage {name} ===", flush=True)
         extra = fn() or {}
         if os.path.exists(self.path):  # another process of the same run may have logged meanwhile
-            self.data = _read_json(self.path)
+            self.data = read_json(self.path)
         entry = self.data.setdefault(name, {"cpu_s": 0.0, "wall_s": 0.0})
-        entry["cpu_s"] = round(entry["cpu_s"] + _cpu_seconds() - cpu, 1)
+        entry["cpu_s"] = round(entry["cpu_s"] + cpu_seconds() - cpu, 1)
         entry["wall_s"] = round(entry["wall_s"] + time.time() - wall, 1)
         entry.update(extra)
-        _write_json(self.path, self.data)
+        write_json(self.path, self.data)
         print(f"=== stage {name}: {entry['cpu_s']:.0f} CPU-s, {entry['wall_s']:.0f} s wall (all invocations) ===",
               flush=True)
 
@@ -232,12 +214,12 @@ def stage_pretrain(config: ExperimentConfig, workdir: str) -> dict:
             n = datasets.load_mixture(data_spec(source, config.scale), "train[:90%]").num_examples
             pc = pretrain_config(config, source, n)
             print(f"\n--- pre-training on {source} ({pc.data}: {n} images, {pc.epochs} epochs) ---", flush=True)
-            cpu = _cpu_seconds()
+            cpu = cpu_seconds()
             resume = checkpoint.latest_checkpoint(os.path.join(run_dir, "checkpoints")) is not None
             pretrain.run(pc, run_dir, resume=resume, verbose=2)
-            _write_json(os.path.join(run_dir, "cpu.json"), {"cpu_s": round(_cpu_seconds() - cpu, 1)})
+            write_json(os.path.join(run_dir, "cpu.json"), {"cpu_s": round(cpu_seconds() - cpu, 1)})
             _release_tf_memory()
-        results = _read_json(results_path)
+        results = read_json(results_path)
         out[source] = {"heldout_top1": (results.get("final_eval") or {}).get("top1"),
                        "train_top1": (results.get("final_train") or {}).get("top1"),
                        "epochs": results["config"]["epochs"], "data": results["config"]["data"]}
@@ -372,14 +354,6 @@ def stage_filters(config: ExperimentConfig, workdir: str) -> None:
 
 # --- report ------------------------------------------------------------------------------------------------------
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def finetune_runs(records) -> list[dict]:
     """results.json's `runs`: one entry per fine-tuning run (top-1 in percent)."""
     return sorted(({"source": r.source, "target": r.downstream, "images_per_class": r.images_per_class,
@@ -459,11 +433,11 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
     out = os.path.join(workdir, "report")
     os.makedirs(out, exist_ok=True)
     stages_path = os.path.join(workdir, "stages.json")
-    stages = _read_json(stages_path) if os.path.exists(stages_path) else {}
+    stages = read_json(stages_path) if os.path.exists(stages_path) else {}
     transfer = table.write_report([os.path.join(workdir, "finetune")], os.path.join(out, "transfer"))
     shutil.copy2(transfer["paths"]["accuracy_vs_images.png"], os.path.join(out, "accuracy_vs_images.png"))
     probe_path = os.path.join(workdir, "probe", "probe.json")
-    probe = _read_json(probe_path) if os.path.exists(probe_path) else None
+    probe = read_json(probe_path) if os.path.exists(probe_path) else None
     probe_md = None
     if probe:
         table.accuracy_vs_images(table.build_table(probe_lib.records(probe["runs"], probe["models"])),
@@ -475,23 +449,23 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
         shutil.copy2(filters_png, os.path.join(out, "filters.png"))
     neural_dir = os.path.join(workdir, "neural", "simulated")
     has_depth = _plot_depth(os.path.join(neural_dir, "layer_scores.csv"), os.path.join(out, "predictivity_depth.png"))
-    neural = _read_json(os.path.join(neural_dir, "results.json")) if os.path.exists(
+    neural = read_json(os.path.join(neural_dir, "results.json")) if os.path.exists(
         os.path.join(neural_dir, "results.json")) else None
     pretrain = {}
     for source in config.sources:
         rp = os.path.join(workdir, "pretrain", source, "results.json")
         if os.path.exists(rp):
-            r = _read_json(rp)
+            r = read_json(rp)
             cpu_path = os.path.join(workdir, "pretrain", source, "cpu.json")
             pretrain[source] = {"data": r["config"]["data"], "epochs": r["config"]["epochs"],
                                 "train_examples": (r.get("data") or {}).get("train_examples"),
                                 "heldout_top1": (r.get("final_eval") or {}).get("top1"),
                                 "train_top1": (r.get("final_train") or {}).get("top1"),
                                 "history": r.get("history"),
-                                "cpu_s": _read_json(cpu_path)["cpu_s"] if os.path.exists(cpu_path) else None}
+                                "cpu_s": read_json(cpu_path)["cpu_s"] if os.path.exists(cpu_path) else None}
     _plot_pretrain_curves(pretrain, os.path.join(out, "pretrain_curves.png"))
     cpu_total = sum(v.get("cpu_s", 0.0) for v in stages.values())
-    results = {"experiment": "beyond_flatland", "config": config_name, "git_commit": _git_commit(),
+    results = {"experiment": "beyond_flatland", "config": config_name, "git_commit": git_commit()["commit"],
                "command": command, "settings": dataclasses.asdict(config),
                "runs": finetune_runs(transfer["records"]), "transfer_summary": transfer["summary"],
                "probe_runs": probe["runs"] if probe else [], "probe_summary": probe["summary"] if probe else None,
@@ -500,7 +474,7 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
     md = _results_markdown(config, config_name, results, transfer["markdown"], probe_md, has_depth, neural_dir)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
         f.write(md)
-    _write_json(os.path.join(out, "results.json"), results)
+    write_json(os.path.join(out, "results.json"), results)
     print(md)
     return results
 
@@ -572,7 +546,7 @@ def stage_done(workdir: str, stage: str, config: ExperimentConfig) -> bool:
         "report": os.path.join(workdir, "report", "results.json"),
     }[stage]
     if stage == "build":
-        return os.path.exists(marker) and "build" in _read_json(marker)
+        return os.path.exists(marker) and "build" in read_json(marker)
     if stage == "pretrain":
         return all(os.path.exists(os.path.join(workdir, "pretrain", s, "results.json")) for s in config.sources)
     if stage == "finetune":
@@ -588,9 +562,9 @@ def run(config_name: str, workdir: str, stages=STAGES, publish: Optional[str] = 
     os.makedirs(workdir, exist_ok=True)
     meta_path = os.path.join(workdir, "experiment.json")
     meta = {"experiment": "beyond_flatland", "config": config_name}
-    if os.path.exists(meta_path) and {k: _read_json(meta_path).get(k) for k in meta} != meta:
+    if os.path.exists(meta_path) and {k: read_json(meta_path).get(k) for k in meta} != meta:
         raise ValueError(f"{workdir} holds another experiment or config ({meta_path}); choose another --workdir")
-    _write_json(meta_path, {**meta, "settings": dataclasses.asdict(config)})
+    write_json(meta_path, {**meta, "settings": dataclasses.asdict(config)})
     log = StageLog(workdir)
     fns = {
         "build": lambda: stage_build(config, workdir),
@@ -615,7 +589,7 @@ def run(config_name: str, workdir: str, stages=STAGES, publish: Optional[str] = 
 
 def _neural_with_marker(config: ExperimentConfig, workdir: str) -> None:
     stage_neural(config, workdir)
-    _write_json(os.path.join(workdir, "neural", "simulated", "done.json"), {"done": True})
+    write_json(os.path.join(workdir, "neural", "simulated", "done.json"), {"done": True})
 
 
 def _publish(workdir: str, dest: str) -> None:

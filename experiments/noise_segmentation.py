@@ -30,19 +30,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
-import resource
 import shlex
-import subprocess
 import sys
 import time
 from typing import Callable, Optional
 
 import numpy as np
 
-from tfsynth.atomic import atomic_write, atomic_write_text
+from experiments.common import cpu_seconds, git_commit, read_json, savez, write_json
+from tfsynth.atomic import atomic_write_text
 from tfsynth.segmentation import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,25 +123,6 @@ CONFIGS: dict[str, Callable[[], ExperimentConfig]] = {"small": small, "tiny": ti
 # ----------------------------------------------------------------------------------------------------------------
 # Bookkeeping: atomic files, stage markers, CPU time.
 
-def _atomic_write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def _atomic_savez(path: str, **arrays) -> None:
-    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
-
-
-def _read_json(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _cpu_seconds() -> float:
-    """CPU time (user + system) of this process and its waited-for children so far."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def stage_names(config: ExperimentConfig) -> list[str]:
     runs = [f"{noise}-s{seed}" for noise in config.trained for seed in config.seeds]
     return ["data", *(f"train-{r}" for r in runs), *(f"eval-{r}" for r in runs), "baselines", "ceiling", "report"]
@@ -157,17 +136,6 @@ def _stale(workdir: str, config: ExperimentConfig, marker: str) -> bool:
     """The report is derived: it is redone when another stage finished after it (e.g. one added or redone)."""
     others = [_marker(workdir, s) for s in stage_names(config) if s != "report"]
     return any(os.path.exists(p) and os.path.getmtime(p) > os.path.getmtime(marker) for p in others)
-
-
-def _git_commit() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=60).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    commit = git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit, "dirty": dirty}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -242,7 +210,7 @@ def stage_train(config: ExperimentConfig, workdir: str, noise: str, seed: int) -
 
 
 def _model_path(workdir: str, noise: str, seed: int) -> str:
-    return _read_json(_marker(workdir, f"train-{noise}-s{seed}"))["model"]
+    return read_json(_marker(workdir, f"train-{noise}-s{seed}"))["model"]
 
 
 def stage_eval(config: ExperimentConfig, workdir: str, noise: str, seed: int) -> dict:
@@ -262,7 +230,7 @@ def stage_eval(config: ExperimentConfig, workdir: str, noise: str, seed: int) ->
         arrays[f"cm_{test}"] = per_image_confusion(labels, predictions)
         arrays[f"pred_{test}"] = predictions[:config.num_overlays].astype(np.uint8)
     path = os.path.join(workdir, "eval", f"{noise}-s{seed}.npz")
-    _atomic_savez(path, **arrays)
+    savez(path, **arrays)
     return {"file": path}
 
 
@@ -328,7 +296,7 @@ def stage_ceiling(config: ExperimentConfig, workdir: str) -> dict:
         _, labels = _arrays(sized, workdir, config.noises[0], "validation")  # every noise has the same label maps
         arrays[f"cm_{size}"] = per_image_confusion(labels, stride_ceiling(labels))
     path = os.path.join(workdir, "ceiling.npz")
-    _atomic_savez(path, **arrays)
+    savez(path, **arrays)
     return {"file": path, "sizes": list(sizes)}
 
 
@@ -359,7 +327,7 @@ def stage_baselines(config: ExperimentConfig, workdir: str) -> dict:
         arrays[f"images_{test}"] = images[:config.num_overlays]
         arrays[f"labels_{test}"] = labels[:config.num_overlays]
     path = os.path.join(workdir, "baselines.npz")
-    _atomic_savez(path, **arrays)
+    savez(path, **arrays)
     return {"file": path, "fitted": tables}
 
 
@@ -459,8 +427,8 @@ def _plot_curves(config: ExperimentConfig, workdir: str, path: str, references: 
     for noise in config.trained:
         for seed in config.seeds:
             run = _train_dir(workdir, noise, seed)
-            (stage,) = _read_json(os.path.join(run, "config.json"))["stages"]
-            history = _read_json(os.path.join(run, stage, "history.json"))
+            (stage,) = read_json(os.path.join(run, "config.json"))["stages"]
+            history = read_json(os.path.join(run, stage, "history.json"))
             epochs = [e["epochs_completed"] for e in history]
             label = f"{noise}, seed {seed}"
             trained = [e for e in history if e["train_loss"] is not None]
@@ -558,10 +526,10 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
     for train in config.trained:
         for seed in config.seeds:
             run_dir = _train_dir(workdir, train, seed)
-            (stage,) = _read_json(os.path.join(run_dir, "config.json"))["stages"]
+            (stage,) = read_json(os.path.join(run_dir, "config.json"))["stages"]
             curves[f"{train}-s{seed}"] = [{k: e[k] for k in ("epochs_completed", "train_loss", "val_loss",
                                                               "macro_iou", "micro_accuracy")}
-                                          for e in _read_json(os.path.join(run_dir, stage, "history.json"))]
+                                          for e in read_json(os.path.join(run_dir, stage, "history.json"))]
 
     def name(rule, train):
         return {"background": "all background", "hue": f"hue rule (fitted on {train})",
@@ -595,9 +563,9 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
         for train in config.trained:
             _plot_overlays(config, workdir, base, train, test, os.path.join(out, f"overlays_{train}_on_{test}.png"))
 
-    stages = {s: _read_json(_marker(workdir, s)) for s in stage_names(config)[:-1]}
+    stages = {s: read_json(_marker(workdir, s)) for s in stage_names(config)[:-1]}
     cpu = {s: v["cpu_s"] for s, v in stages.items()}
-    git = _git_commit()
+    git = git_commit()
     strip = lambda s: {k: v for k, v in s.items() if k != "boot"}  # noqa: E731
     result = {
         "experiment": "noise_segmentation", "config": config.to_dict(), "command": command, "git": git,
@@ -616,7 +584,7 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
         "wall_s": {s: v["wall_s"] for s, v in stages.items()},
     }
     _write_markdown(config, result, fcn, baselines, name, out)
-    _atomic_write_json(os.path.join(out, RESULTS_JSON), result)
+    write_json(os.path.join(out, RESULTS_JSON), result)
     return {"results_dir": out, "fcn_beats_baselines": beats, "cpu_s_total": result["cpu_s_total"]}
 
 
@@ -769,9 +737,9 @@ def run(config: ExperimentConfig, workdir: str, *, results_dir: Optional[str] = 
     workdir = os.path.abspath(workdir)
     os.makedirs(os.path.join(workdir, "stages"), exist_ok=True)
     config_path = os.path.join(workdir, "experiment_config.json")
-    if os.path.exists(config_path) and _read_json(config_path) != config.to_dict():
+    if os.path.exists(config_path) and read_json(config_path) != config.to_dict():
         raise ValueError(f"{workdir} holds a run of another config ({config_path}); choose another --workdir")
-    _atomic_write_json(config_path, config.to_dict())
+    write_json(config_path, config.to_dict())
     out = _results_dir(config, workdir, results_dir)
     done = {}
     for stage in stage_names(config):
@@ -780,10 +748,10 @@ def run(config: ExperimentConfig, workdir: str, *, results_dir: Optional[str] = 
             continue
         if os.path.exists(marker) and not (stage == "report" and _stale(workdir, config, marker)):
             print(f"[{stage}] done earlier: {marker}", flush=True)
-            done[stage] = _read_json(marker)
+            done[stage] = read_json(marker)
             continue
         print(f"[{stage}] running ...", flush=True)
-        cpu0, wall0 = _cpu_seconds(), time.time()
+        cpu0, wall0 = cpu_seconds(), time.time()
         kind, _, run_name = stage.partition("-")
         if stage == "data":
             info = stage_data(config, workdir)
@@ -796,8 +764,8 @@ def run(config: ExperimentConfig, workdir: str, *, results_dir: Optional[str] = 
             info = stage_ceiling(config, workdir)
         else:
             info = stage_report(config, workdir, out, command)
-        info.update(cpu_s=round(_cpu_seconds() - cpu0, 1), wall_s=round(time.time() - wall0, 1))
-        _atomic_write_json(marker, info)
+        info.update(cpu_s=round(cpu_seconds() - cpu0, 1), wall_s=round(time.time() - wall0, 1))
+        write_json(marker, info)
         print(f"[{stage}] done: {info['cpu_s']:.0f} CPU-s, {info['wall_s']:.0f} s", flush=True)
         done[stage] = info
     return done

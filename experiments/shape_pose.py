@@ -39,17 +39,16 @@ import dataclasses
 import glob
 import json
 import os
-import resource
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from typing import Callable, Optional
 
 import numpy as np
 
-from tfsynth.atomic import atomic_write, atomic_write_text
+from experiments.common import cpu_seconds, git_commit, read_json, savez, write_json
+from tfsynth.atomic import atomic_write_text
 from tfsynth.dpc import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -159,25 +158,6 @@ CONFIGS: dict[str, Callable[[], ExperimentConfig]] = {"small": small, "tiny": ti
 # ----------------------------------------------------------------------------------------------------------------
 # Bookkeeping: atomic files, stage markers, CPU time.
 
-def _write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def _savez(path: str, **arrays) -> None:
-    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
-
-
-def _read_json(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _cpu_seconds() -> float:
-    """CPU time (user + system) of this process and its waited-for children (render workers) so far."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def run_names(config: ExperimentConfig) -> list[str]:
     return [f"{setting}-s{seed}" for setting in config.settings for seed in config.seeds]
 
@@ -195,16 +175,6 @@ def _stale(workdir: str, config: ExperimentConfig, marker: str) -> bool:
     """The report is derived: it is redone when another stage finished after it (e.g. one added or redone)."""
     others = [_marker(workdir, s) for s in stage_names(config) if s != "report"]
     return any(os.path.exists(p) and os.path.getmtime(p) > os.path.getmtime(marker) for p in others)
-
-
-def _git_commit() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=60).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "HEAD") or "unknown",
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def _data_dir(workdir: str) -> str:
@@ -361,7 +331,7 @@ def stage_baselines(config: ExperimentConfig, workdir: str) -> dict:
     mean = fit_mean_shape(train.points, num_points, config.baseline_grid, config.baseline_thresholds, rng)
     single = best_single_shape(train.points, num_points, rng)
     k = min(config.figure_models, len(test))
-    _savez(_baselines_file(workdir), mean_shape=mean["cloud"], best_single_shape=single["cloud"],
+    savez(_baselines_file(workdir), mean_shape=mean["cloud"], best_single_shape=single["cloud"],
            figure_images=test.images[:k, 0], figure_gt=np.stack([subsample(p, 3000, rng) for p in test.points[:k]]),
            figure_model_ids=np.array(test.model_ids[:k]))
     poses = constant_pose_baselines(train.quaternions, test.quaternions, rng)
@@ -445,7 +415,7 @@ def stage_eval(config: ExperimentConfig, workdir: str, setting: str, seed: int) 
                     arrays["figure_points"] = np.stack([metrics.align_points(p["points"][i, 0].astype(np.float32),
                                                                              q_align) for i in range(k)])
                 arrays["pose_errors_deg"] = np.rad2deg(errors)
-    _savez(_eval_file(workdir, run), **arrays)
+    savez(_eval_file(workdir, run), **arrays)
     out["eval_file"] = _eval_file(workdir, run)
     return out
 
@@ -745,7 +715,7 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
 def stage_report(config: ExperimentConfig, workdir: str, command: str) -> dict:
     out = os.path.join(workdir, "report")
     os.makedirs(out, exist_ok=True)
-    markers = {s: _read_json(_marker(workdir, s)) for s in stage_names(config) if s != "report"}
+    markers = {s: read_json(_marker(workdir, s)) for s in stage_names(config) if s != "report"}
     runs = run_entries(config, markers)
     baselines = markers["baselines"]
     chance = {"pose_acc30": metrics.chance_pose_accuracy(30.0), "median_angle_deg": metrics.chance_median_error_deg()}
@@ -754,7 +724,7 @@ def stage_report(config: ExperimentConfig, workdir: str, command: str) -> dict:
     has_pose_plot = _plot_pose_errors(config, workdir, os.path.join(out, "pose_errors.png"))
     cpu = {s: m["cpu_s"] for s, m in markers.items()}
     train_models = {markers[f"train-{r}"]["train_models"] for r in run_names(config)}
-    result = {"experiment": "shape_pose", "config": config.name, "command": command, "git": _git_commit(),
+    result = {"experiment": "shape_pose", "config": config.name, "command": command, "git": git_commit(),
               "settings": config.to_dict(), "data": markers["data"], "train_models": min(train_models),
               "runs": runs, "summary": summarise(runs),
               "baselines": {k: v for k, v in baselines.items() if k not in ("cpu_s", "wall_s")},
@@ -764,7 +734,7 @@ def stage_report(config: ExperimentConfig, workdir: str, command: str) -> dict:
               "cpu_s": cpu, "wall_s": {s: m["wall_s"] for s, m in markers.items()},
               "cpu_s_total": round(sum(cpu.values()), 1)}
     _write_markdown(config, result, out)
-    _write_json(os.path.join(out, RESULTS_JSON), result)
+    write_json(os.path.join(out, RESULTS_JSON), result)
     return {"report": out}
 
 
@@ -779,9 +749,9 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
         raise ValueError(f"--workdir {workdir} is inside the repository; use a folder outside it (or under runs/)")
     os.makedirs(os.path.join(workdir, "stages"), exist_ok=True)
     config_path = os.path.join(workdir, "experiment_config.json")
-    if os.path.exists(config_path) and _read_json(config_path) != config.to_dict():
+    if os.path.exists(config_path) and read_json(config_path) != config.to_dict():
         raise ValueError(f"{workdir} holds a run of another config ({config_path}); choose another --workdir")
-    _write_json(config_path, config.to_dict())
+    write_json(config_path, config.to_dict())
     done = {}
     for stage in stage_names(config):
         marker = _marker(workdir, stage)
@@ -789,10 +759,10 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
             continue
         if os.path.exists(marker) and not (stage == "report" and _stale(workdir, config, marker)):
             print(f"[{stage}] done earlier: {marker}", flush=True)
-            done[stage] = _read_json(marker)
+            done[stage] = read_json(marker)
             continue
         print(f"[{stage}] running ...", flush=True)
-        cpu0, wall0 = _cpu_seconds(), time.time()
+        cpu0, wall0 = cpu_seconds(), time.time()
         kind, _, run_name = stage.partition("-")
         if stage == "data":
             info = stage_data(config, workdir)
@@ -806,8 +776,8 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
             if missing:
                 raise ValueError(f"report: stages not done yet: {', '.join(missing)}")
             info = stage_report(config, workdir, command)
-        info.update(cpu_s=round(_cpu_seconds() - cpu0, 1), wall_s=round(time.time() - wall0, 1))
-        _write_json(marker, info)
+        info.update(cpu_s=round(cpu_seconds() - cpu0, 1), wall_s=round(time.time() - wall0, 1))
+        write_json(marker, info)
         print(f"[{stage}] done: {info['cpu_s']:.0f} CPU-s, {info['wall_s']:.0f} s", flush=True)
         done[stage] = info
     if publish:
