@@ -141,8 +141,10 @@ def _dpc_step(steps: int, quick: bool) -> dict:
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (n, config.image_size, config.image_size, 3)).astype(np.float32)
     masks = (rng.uniform(0, 1, (n, config.vox_size, config.vox_size, 1)) > 0.5).astype(np.float32)
-    trainer.train_step(images, masks)  # trace + warm-up
-    wall, cpu = _timed(lambda: [trainer.train_step(images, masks) for _ in range(steps)])
+    quats = rng.normal(size=(n, 4)).astype(np.float32)
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)  # the views' cameras (used only with known poses)
+    trainer.train_step(images, masks, quats)  # trace + warm-up
+    wall, cpu = _timed(lambda: [trainer.train_step(images, masks, quats) for _ in range(steps)])
     return {"config": "tiny" if quick else "procedural", "views_per_step": n, "image_size": config.image_size,
             "s_per_step": round(wall / steps, 4), "cpu_s_per_step": round(cpu / steps, 3)}
 
