@@ -174,7 +174,7 @@ def run(quick: bool = False, data: str | None = None, data_dir: str | None = Non
     result["input_pipeline"] = input_pipeline(data=data, data_dir=data_dir, **pipe)
     best = max(v["tfsynth"]["images_per_s"] for k, v in result["resnet50_training"].items() if isinstance(v, dict))
     per_core = 1000 / max(result["input_pipeline"]["cpu_s_per_1k_images"], 1e-9)
-    result["input_pipeline"]["cores_to_feed_best_resnet50_rate"] = round(best / per_core, 1)
+    result["input_pipeline"]["cores_to_feed_best_resnet50_rate"] = round(best / per_core, 4)
     result["fcn_resnet50_step"] = _fcn_step(*fcn)
     result["dpc_step"] = _dpc_step(dpc_steps, quick)
     result["aist_step"] = _aist_steps(*aist)
