@@ -5,6 +5,7 @@ import json
 import os
 import resource
 import subprocess
+import time
 
 import numpy as np
 
@@ -43,3 +44,34 @@ def git_commit() -> dict:
             return ""
     return {"commit": git("rev-parse", "HEAD") or "unknown",
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def run_stages(workdir: str, config, stages: list[str], marker, stale, run_stage, only=None) -> dict:
+    """Runs each stage of `stages` whose marker file does not exist yet (or only those in `only`), in order.
+
+    `marker(workdir, stage)` is the stage's marker path; `stale(workdir, config, marker)` says whether a finished
+    report must be redone; `run_stage(stage)` runs it and returns its info dict, which is written to the marker with
+    the stage's CPU and wall seconds. The config is checked against (and recorded in) the workdir first, so a
+    workdir holds one config's run. Returns {stage: marker dict}."""
+    os.makedirs(os.path.join(workdir, "stages"), exist_ok=True)
+    config_path = os.path.join(workdir, "experiment_config.json")
+    if os.path.exists(config_path) and read_json(config_path) != config.to_dict():
+        raise ValueError(f"{workdir} holds a run of another config ({config_path}); choose another --workdir")
+    write_json(config_path, config.to_dict())
+    done = {}
+    for stage in stages:
+        path = marker(workdir, stage)
+        if only and stage not in only:
+            continue
+        if os.path.exists(path) and not (stage == "report" and stale(workdir, config, path)):
+            print(f"[{stage}] done earlier: {path}", flush=True)
+            done[stage] = read_json(path)
+            continue
+        print(f"[{stage}] running ...", flush=True)
+        cpu0, wall0 = cpu_seconds(), time.time()
+        info = run_stage(stage)
+        info.update(cpu_s=round(cpu_seconds() - cpu0, 1), wall_s=round(time.time() - wall0, 1))
+        write_json(path, info)
+        print(f"[{stage}] done: {info['cpu_s']:.0f} CPU-s, {info['wall_s']:.0f} s", flush=True)
+        done[stage] = info
+    return done

@@ -34,12 +34,11 @@ import math
 import os
 import shlex
 import sys
-import time
 from typing import Callable, Optional
 
 import numpy as np
 
-from experiments.common import cpu_seconds, git_commit, read_json, savez, write_json
+from experiments.common import run_stages, git_commit, read_json, savez, write_json
 from tfsynth.atomic import atomic_write_text
 from tfsynth.segmentation import metrics
 
@@ -735,39 +734,22 @@ def run(config: ExperimentConfig, workdir: str, *, results_dir: Optional[str] = 
         only: Optional[list[str]] = None) -> dict:
     """Runs every unfinished stage in order; returns {stage: marker dict}."""
     workdir = os.path.abspath(workdir)
-    os.makedirs(os.path.join(workdir, "stages"), exist_ok=True)
-    config_path = os.path.join(workdir, "experiment_config.json")
-    if os.path.exists(config_path) and read_json(config_path) != config.to_dict():
-        raise ValueError(f"{workdir} holds a run of another config ({config_path}); choose another --workdir")
-    write_json(config_path, config.to_dict())
     out = _results_dir(config, workdir, results_dir)
-    done = {}
-    for stage in stage_names(config):
-        marker = _marker(workdir, stage)
-        if only and stage not in only:
-            continue
-        if os.path.exists(marker) and not (stage == "report" and _stale(workdir, config, marker)):
-            print(f"[{stage}] done earlier: {marker}", flush=True)
-            done[stage] = read_json(marker)
-            continue
-        print(f"[{stage}] running ...", flush=True)
-        cpu0, wall0 = cpu_seconds(), time.time()
+
+    def run_stage(stage):
         kind, _, run_name = stage.partition("-")
         if stage == "data":
-            info = stage_data(config, workdir)
-        elif kind in ("train", "eval"):
+            return stage_data(config, workdir)
+        if kind in ("train", "eval"):
             noise, _, seed = run_name.rpartition("-s")
-            info = (stage_train if kind == "train" else stage_eval)(config, workdir, noise, int(seed))
-        elif stage == "baselines":
-            info = stage_baselines(config, workdir)
-        elif stage == "ceiling":
-            info = stage_ceiling(config, workdir)
-        else:
-            info = stage_report(config, workdir, out, command)
-        info.update(cpu_s=round(cpu_seconds() - cpu0, 1), wall_s=round(time.time() - wall0, 1))
-        write_json(marker, info)
-        print(f"[{stage}] done: {info['cpu_s']:.0f} CPU-s, {info['wall_s']:.0f} s", flush=True)
-        done[stage] = info
+            return (stage_train if kind == "train" else stage_eval)(config, workdir, noise, int(seed))
+        if stage == "baselines":
+            return stage_baselines(config, workdir)
+        if stage == "ceiling":
+            return stage_ceiling(config, workdir)
+        return stage_report(config, workdir, out, command)
+
+    done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
     return done
 
 

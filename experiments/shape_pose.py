@@ -42,12 +42,11 @@ import os
 import shlex
 import shutil
 import sys
-import time
 from typing import Callable, Optional
 
 import numpy as np
 
-from experiments.common import cpu_seconds, git_commit, read_json, savez, write_json
+from experiments.common import run_stages, git_commit, read_json, savez, write_json
 from tfsynth.atomic import atomic_write_text
 from tfsynth.dpc import metrics
 
@@ -747,39 +746,21 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
     workdir = os.path.abspath(workdir)
     if os.path.commonpath([workdir, REPO]) == REPO and not workdir.startswith(os.path.join(REPO, "runs") + os.sep):
         raise ValueError(f"--workdir {workdir} is inside the repository; use a folder outside it (or under runs/)")
-    os.makedirs(os.path.join(workdir, "stages"), exist_ok=True)
-    config_path = os.path.join(workdir, "experiment_config.json")
-    if os.path.exists(config_path) and read_json(config_path) != config.to_dict():
-        raise ValueError(f"{workdir} holds a run of another config ({config_path}); choose another --workdir")
-    write_json(config_path, config.to_dict())
-    done = {}
-    for stage in stage_names(config):
-        marker = _marker(workdir, stage)
-        if only and stage not in only:
-            continue
-        if os.path.exists(marker) and not (stage == "report" and _stale(workdir, config, marker)):
-            print(f"[{stage}] done earlier: {marker}", flush=True)
-            done[stage] = read_json(marker)
-            continue
-        print(f"[{stage}] running ...", flush=True)
-        cpu0, wall0 = cpu_seconds(), time.time()
+    def run_stage(stage):
         kind, _, run_name = stage.partition("-")
         if stage == "data":
-            info = stage_data(config, workdir)
-        elif stage == "baselines":
-            info = stage_baselines(config, workdir)
-        elif kind in ("train", "eval"):
+            return stage_data(config, workdir)
+        if stage == "baselines":
+            return stage_baselines(config, workdir)
+        if kind in ("train", "eval"):
             setting, _, seed = run_name.rpartition("-s")
-            info = (stage_train if kind == "train" else stage_eval)(config, workdir, setting, int(seed))
-        else:
-            missing = [s for s in stage_names(config)[:-1] if not os.path.exists(_marker(workdir, s))]
-            if missing:
-                raise ValueError(f"report: stages not done yet: {', '.join(missing)}")
-            info = stage_report(config, workdir, command)
-        info.update(cpu_s=round(cpu_seconds() - cpu0, 1), wall_s=round(time.time() - wall0, 1))
-        write_json(marker, info)
-        print(f"[{stage}] done: {info['cpu_s']:.0f} CPU-s, {info['wall_s']:.0f} s", flush=True)
-        done[stage] = info
+            return (stage_train if kind == "train" else stage_eval)(config, workdir, setting, int(seed))
+        missing = [s for s in stage_names(config)[:-1] if not os.path.exists(_marker(workdir, s))]
+        if missing:
+            raise ValueError(f"report: stages not done yet: {', '.join(missing)}")
+        return stage_report(config, workdir, command)
+
+    done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
     if publish:
         report = os.path.join(workdir, "report")
         if not os.path.exists(os.path.join(report, RESULTS_JSON)):
