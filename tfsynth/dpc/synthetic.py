@@ -32,8 +32,9 @@ def _ellipsoid_surface(rng, center, radii, n):
     return center + d * radii
 
 
-def _parts(rng):
-    kind = rng.integers(0, 2)
+def _parts(rng, kind=None):
+    drawn = rng.integers(0, 2)  # drawn even when `kind` is given, so the rest of the stream is the same
+    kind = drawn if kind is None else {"vehicle": 0, "blob": 1}[kind]
     if kind == 0:  # 'vehicle': body + cabin + four wheels
         length, width, height = rng.uniform(0.8, 1.0), rng.uniform(0.35, 0.5), rng.uniform(0.15, 0.25)
         parts = [("box", np.array([0.0, 0.0, 0.0]), np.array([length, height, width]) / 2)]
@@ -53,9 +54,10 @@ def _parts(rng):
     return parts
 
 
-def sample_object(rng: np.random.Generator, num_points: int = 20000) -> np.ndarray:
-    """A random object's surface points, centred and fitted in the unit cube [-0.5, 0.5]^3 (longest side 1)."""
-    parts = _parts(rng)
+def sample_object(rng: np.random.Generator, num_points: int = 20000, kind=None) -> np.ndarray:
+    """A random object's surface points, centred and fitted in the unit cube [-0.5, 0.5]^3 (longest side 1);
+    `kind` 'vehicle' or 'blob' fixes the family (None: either, at random)."""
+    parts = _parts(rng, kind)
     areas = np.array([np.prod(h) ** (2 / 3) for _, _, h in parts])
     counts = np.maximum((areas / areas.sum() * num_points).astype(int), 50)
     pts = np.concatenate([(_box_surface if s == "box" else _ellipsoid_surface)(rng, c, h, k)
