@@ -219,7 +219,9 @@ def drc(occupancy, camera_distance: float, max_depth: float, clip_val: float = 1
 
     Returns (silhouette (B, H, W) = 1 - prod(1 - o_k), depth (B, H, W), probs (B, D + 1, H, W)) where
     probs[k] = o_k prod_{j<k}(1 - o_j) and probs[D] = prod_j (1 - o_j) is the background (depth max_depth).
-    Products are computed as exp of cumulative log sums (the reference's `drc_logsum`).
+    Products are computed as exp of cumulative log sums (the reference's `drc_logsum`). The reference takes
+    `clip_val` as the log of one there, so its first-slice and background probabilities are exp(clip_val) times
+    these exact ones (1e-4 in depth on empty rays; tests/test_conformance_dpc.py).
     """
     o = tf.clip_by_value(occupancy, clip_val, 1.0 - clip_val)
     log_free = tf.math.log(1.0 - o)
