@@ -86,13 +86,17 @@ def _assert_every_layer_matched(model, report, spec):
     assert report["missing_in_file"] == report["unused_in_file"] == report["mismatched"] == []
 
 
-def test_saved_layout_is_matterports_coco_layout(tmp_path):
+@pytest.fixture(scope="module")
+def coco_model(tmp_path_factory):
+    return _model(META["coco"], tmp_path_factory.mktemp("matterport_coco"))
+
+
+def test_saved_layout_is_matterports_coco_layout(coco_model, tmp_path):
     """Our COCO model's `save_weights` file against matterport's: every layer with weights, each weight name and
     shape, in order; every layer name in order (up to Keras's counter names, see AUTO_NAME); the parameter count."""
     from tfsynth.models.mask_rcnn import hdf5
 
-    spec = META["coco"]
-    model = _model(spec, tmp_path)
+    spec, model = META["coco"], coco_model
     assert model.keras_model.count_params() == spec["count_params"] == spec["parameters"]
     path = tmp_path / "ours.h5"
     model.save_weights(str(path))
@@ -103,7 +107,7 @@ def test_saved_layout_is_matterports_coco_layout(tmp_path):
     assert _named(stored) == _named(spec["layer_names"])
 
 
-def test_matterports_coco_file_loads_by_name_with_every_layer_matched(tmp_path):
+def test_matterports_coco_file_loads_by_name_with_every_layer_matched(coco_model, tmp_path):
     """A file in matterport's exact COCO layout (mask_rcnn_coco.h5's), one constant per weight, loads by name into
     every layer, each weight into the variable matterport's name says."""
     from tfsynth.models.mask_rcnn.model import _weight_entries
@@ -117,7 +121,7 @@ def test_matterports_coco_file_loads_by_name_with_every_layer_matched(tmp_path):
     path = tmp_path / "matterport_layout.h5"
     _write_keras2_file(path, spec, [(layer, [(n, (s, fills[(layer, n)])) for n, s in weights])
                                     for layer, weights in layers])
-    model = _model(spec, tmp_path)
+    model = coco_model
     report = model.load_weights(str(path), by_name=True)
     _assert_every_layer_matched(model, report, spec)
     for layer in model.keras_model.layers:
