@@ -61,10 +61,12 @@ class _Info:
 class OnlineBuilder:
     """Stands in for a TFDS builder in a Mixture: `info.features` ('image', 'label') and per-split datasets."""
 
-    def __init__(self, name: str, config: str, workers: Optional[int] = None, verbose: bool = True):
+    def __init__(self, name: str, config: str, workers: Optional[int] = None, verbose: bool = True,
+                 fractal: Optional[fractal_online.FractalDBConfig] = None):
+        """`fractal` replaces the named config's FractalDBConfig (benchmarks: the 1k recipe on fewer categories)."""
         check_config(name, config)
         self.name, self.config_name = name, config
-        self.fractal = online_configs(name)[config]
+        self.fractal = online_configs(name)[config] if fractal is None else fractal
         size, channels = self.fractal.image_size, self.fractal.channels
         self.num_examples_total = self.fractal.num_categories * self.fractal.instances_per_category
         self.info = _Info(features={"image": tfds.features.Image(shape=(size, size, channels),
@@ -116,4 +118,7 @@ class OnlineBuilder:
         else:
             ds = tf.data.Dataset.from_generator(generate, output_signature=signature,
                                                 args=(tf.cast(epoch, tf.int64),))
-        return ds.unbatch()
+        # A known length, as for stored splits: Keras then knows the size of a validation set up front (it warns
+        # "Your input ran out of data" after a first pass over one of unknown length).
+        n = int(sum(len(flips) for unit in units for flips in unit.keep))
+        return ds.unbatch().apply(tf.data.experimental.assert_cardinality(n))
