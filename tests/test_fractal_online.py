@@ -173,3 +173,19 @@ def test_workers_exit_with_the_job_and_on_ctrl_c(how, tmp_path):
     if how == "ctrl_c":
         assert "KeyboardInterrupt" in stderr and stderr.count("Traceback") == 1  # the parent's only
     assert _wait_gone(pids)
+
+
+def test_svd_sampler_configs_render_the_builders_examples(monkeypatch):
+    # `fractal_db_online/1k_svd` (Anderson & Farrell's sampler), here on 3 categories at 48 px: the examples of
+    # `tfsynth.fractals.dataset.generate`, which the builder stores.
+    import dataclasses
+
+    from tfsynth.fractals.dataset import generate
+    from tfsynth.input.online import OnlineBuilder, online_configs
+
+    _workers(monkeypatch, 1)
+    config = dataclasses.replace(online_configs("fractal_db_online")["1k_svd"], num_categories=3, image_size=48,
+                                 num_points=5_000, weight_indices=(2,), patches_per_weight=2)
+    builder = OnlineBuilder("fractal_db_online", "1k_svd", verbose=False, fractal=config)
+    expected = [(ex["image"], ex["label"]) for _, ex in generate(config)]
+    assert _pairs(builder.dataset("train", 3)) == expected
