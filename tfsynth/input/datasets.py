@@ -326,8 +326,10 @@ def load_mixture(spec: str, split: str, data_dir: Optional[str] = None, auto_bui
             raise DataSpecError(f"--data asks for {k} classes of {source.name}/{source.config}, "
                                 f"which has only {available}")
         try:
-            n = builder.count(split, k) if isinstance(builder, online.OnlineBuilder) else _count_examples(builder,
-                                                                                                         split, k)
+            if isinstance(builder, online.OnlineBuilder):
+                n = builder.count(split, k)
+            else:
+                n = _count_examples(builder, split, k)
         except (ValueError, KeyError, AssertionError) as e:
             if isinstance(e, DataSpecError):
                 raise

@@ -13,6 +13,8 @@ exactly the batches an uninterrupted run sees from epoch e on:
   3. each image is decoded, converted to 3 channels, optionally resized (shorter side) and randomly cropped with
      a seed folded from (seed, epoch, position in the epoch);
   4. batches drop the remainder; an epoch is exactly `steps_per_epoch` batches.
+An online source (`tfsynth.input.online`, e.g. `fractal_db_online/1k`) renders its work units in an order drawn
+from (seed, epoch) before step 1, so it too depends on (seed, epoch) only.
 The `Dataset.shuffle` op also mixes in TensorFlow's global seed; `keras.utils.set_random_seed(seed)` (done by the
 training job) fixes it.
 """
