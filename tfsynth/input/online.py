@@ -52,6 +52,9 @@ def check_config(name: str, config: str) -> None:
                               f"Valid configs: {', '.join(configs)}")
 
 
+_ANNOUNCED: set = set()
+
+
 @dataclasses.dataclass
 class _Info:
     features: dict
@@ -77,6 +80,10 @@ class OnlineBuilder:
             self.fractal, progress=(lambda msg: print(f"{name}/{config}: {msg} ...", flush=True)) if verbose else None)
         self.stream = fractal_online.UnitStream(self.fractal, self.categories, workers)
         self._positions = None
+        if verbose and (name, config) not in _ANNOUNCED:
+            _ANNOUNCED.add((name, config))
+            print(f"{name}/{config}: rendered while training by {self.stream.workers} TF-free worker processes "
+                  f"({fractal_online.WORKERS_ENV} sets how many)", flush=True)
 
     def members(self, split: str) -> np.ndarray:
         """Bool mask over example indices: the examples of `split` (TFDS split syntax over the one split 'train')."""
