@@ -23,7 +23,7 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -168,33 +168,35 @@ class UnitStream:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
 
-    def _render(self, unit: Unit):
-        pool = get_pool(self.workers)
-        return pool.call(_RENDER, self.config, unit.category, self.categories[unit.category], unit.weight_index,
-                         unit.patches)
-
     def iterate(self, units: Sequence[Unit], order: Optional[np.ndarray] = None,
                 label_offset: int = 0) -> Iterator[tuple[list[bytes], list[int]]]:
         """Units in `order` (default: as given), each as (PNG bytes, labels) of its kept examples in (patch, flip)
         order. Up to 2 x workers units are in flight; results come back in submission order."""
-        order = range(len(units)) if order is None else order
-        window = 2 * self.workers
-        executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fractal-online")
-        pending: collections.deque = collections.deque()
-        try:
-            todo = iter(order)
-            for i in todo:
-                pending.append((units[i], executor.submit(self._render, units[i])))
-                if len(pending) >= window:
-                    break
-            while pending:
-                unit, future = pending.popleft()
-                results = future.result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append((units[nxt], executor.submit(self._render, units[nxt])))
-                keep = dict(zip(unit.patches, unit.keep))
-                images = [png for patch, flip, png in results if flip in keep[patch]]
-                yield images, [unit.category + label_offset] * len(images)
-        finally:  # also on GeneratorExit (a consumer that stops early): drop queued units, wait for running ones
-            executor.shutdown(wait=True, cancel_futures=True)
+        chosen = [units[i] for i in (range(len(units)) if order is None else order)]
+        calls = ((self.config, u.category, self.categories[u.category], u.weight_index, u.patches) for u in chosen)
+        for unit, results in zip(chosen, ordered_calls(self.workers, _RENDER, calls)):
+            keep = dict(zip(unit.patches, unit.keep))
+            images = [png for patch, flip, png in results if flip in keep[patch]]
+            yield images, [unit.category + label_offset] * len(images)
+
+
+def ordered_calls(workers: int, func: str, calls: Iterable[tuple]) -> Iterator:
+    """func(*args) for every args of `calls` ('module:function', run by the pool of `workers`), results in the
+    order of `calls`, with up to 2 x workers calls in flight: the output never depends on the worker count."""
+    pool = get_pool(workers)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfsynth-online")
+    pending: collections.deque = collections.deque()
+    todo = iter(calls)
+    try:
+        for args in todo:
+            pending.append(executor.submit(pool.call, func, *args))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            args = next(todo, None)
+            if args is not None:
+                pending.append(executor.submit(pool.call, func, *args))
+            yield result
+    finally:  # also on GeneratorExit (a consumer that stops early): drop queued calls, wait for running ones
+        executor.shutdown(wait=True, cancel_futures=True)

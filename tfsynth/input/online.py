@@ -106,6 +106,7 @@ class OnlineBuilder:
         members = self.members(split).reshape(self.fractal.num_categories, -1)
         return int(members[:num_classes].sum())
 
+    @tf.autograph.experimental.do_not_convert  # called while tf.data traces an epoch: plain Python, no tensors
     def dataset(self, split: str, num_classes: int, label_offset: int = 0, seed: Optional[int] = None,
                 epoch=None) -> tf.data.Dataset:
         """(PNG bytes, int64 label + label_offset) of `split`'s examples with label < num_classes. Without `epoch`:
@@ -129,3 +130,77 @@ class OnlineBuilder:
         # "Your input ran out of data" after a first pass over one of unknown length).
         n = int(sum(len(flips) for unit in units for flips in unit.keep))
         return ds.unbatch().apply(tf.data.experimental.assert_cardinality(n))
+
+
+# Segmentation: `--data noise_scenes_online/<config>` for train.segment (image + label map per example).
+ONLINE_SEGMENTATION = {"noise_scenes_online": "noise_scenes"}
+
+
+def is_online_segmentation(name: str) -> bool:
+    return name in ONLINE_SEGMENTATION
+
+
+class OnlineScenesBuilder:
+    """Stands in for the `noise_scenes` builder in `tfsynth.segmentation.pipeline`: `info.features` ('image', a
+    LabeledImage 'label'), `info.splits` and per-split datasets of (image PNG, label PNG), the builder's bytes."""
+
+    def __init__(self, name: str, config: Optional[str] = None, workers: Optional[int] = None, verbose: bool = True,
+                 scenes=None):
+        from tfds_builders.noise_scenes.noise_scenes_dataset_builder import BUILDER_CONFIGS, CLASS_NAMES, Builder
+
+        configs = {c.name: c.scenes for c in BUILDER_CONFIGS}
+        config = config or Builder.DEFAULT_BUILDER_CONFIG_NAME
+        if config not in configs:
+            raise DataSpecError(f"unknown config {config!r} of online dataset {name!r} in --data. "
+                                f"Valid configs: {', '.join(configs)}")
+        self.name, self.config_name = name, config
+        self.scenes = configs[config] if scenes is None else scenes
+        size = self.scenes.image_size
+        self.workers = fractal_online.default_workers() if workers is None else workers
+        self.info = _Info(features={"image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
+                                    "label": tfds.features.LabeledImage(labels=list(CLASS_NAMES),
+                                                                        shape=(size, size, 1), encoding_format="png")},
+                          splits={"train": self.scenes.num_train,
+                                  "validation": self.scenes.num_examples - self.scenes.num_train})
+        if verbose and (name, config) not in _ANNOUNCED:
+            _ANNOUNCED.add((name, config))
+            print(f"{name}/{config}: rendered while training by {self.workers} TF-free worker processes "
+                  f"({fractal_online.WORKERS_ENV} sets how many)", flush=True)
+
+    def indices(self, split: str) -> np.ndarray:
+        """The scene indices of `split` (TFDS split syntax over 'train' and 'validation'), in index order per part."""
+        from tfsynth.scenes import online as scenes_online
+
+        infos = {s: tfds.core.SplitInfo(name=s, shard_lengths=[n], num_bytes=0)
+                 for s, n in self.info.splits.items() if n}
+        try:
+            instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
+        except (ValueError, KeyError, AssertionError) as e:
+            raise DataSpecError(f"bad split {split!r} for {self.name}/{self.config_name} "
+                                f"(splits: {list(infos)}): {e}") from None
+        parts = [np.sort(scenes_online.stored_order(self.scenes, ins.splitname)[ins.from_:ins.to])
+                 for ins in instructions]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    @tf.autograph.experimental.do_not_convert  # called while tf.data traces an epoch: plain Python, no tensors
+    def dataset(self, split: str, seed: Optional[int] = None, epoch=None) -> tf.data.Dataset:
+        """(image PNG, label PNG) of `split`: in index order, or (with `seed` and a scalar tensor `epoch`) in an order
+        drawn from (seed, epoch)."""
+        from tfsynth.scenes import online as scenes_online
+
+        indices = self.indices(split)
+        scenes, workers = self.scenes, self.workers
+
+        @tf.autograph.experimental.do_not_convert  # a Python generator, called by tf.data: nothing to convert
+        def generate(epoch_value=None):
+            order = None if epoch_value is None else scenes_online.epoch_order(len(indices), seed, int(epoch_value))
+            for images, labels in scenes_online.iterate(scenes, indices, order, workers):
+                yield np.array(images, dtype=object), np.array(labels, dtype=object)
+
+        signature = (tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string))
+        if epoch is None:
+            ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+        else:
+            ds = tf.data.Dataset.from_generator(generate, output_signature=signature,
+                                                args=(tf.cast(epoch, tf.int64),))
+        return ds.unbatch().apply(tf.data.experimental.assert_cardinality(len(indices)))
