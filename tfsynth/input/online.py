@@ -1,6 +1,7 @@
 """Online sources for `--data`: procedural datasets rendered while training, never written to disk.
 
     --data fractal_db_online/1k          FractalDB-1k, the examples of `fractal_db/1k`, rendered by worker processes
+    --pretrain_data noise_scenes_online/perlin   (train.segment) the scenes of `noise_scenes/perlin`, likewise
 
 `fractal_db_online/<config>` takes every config of the `fractal_db` builder that needs no files (`tiny`, `small`,
 `100`, `1k`, `1k_svd`). Its examples are the stored builder's, byte for byte (PNG), and a split (`train`,
