@@ -189,3 +189,9 @@ def test_svd_sampler_configs_render_the_builders_examples(monkeypatch):
     builder = OnlineBuilder("fractal_db_online", "1k_svd", verbose=False, fractal=config)
     expected = [(ex["image"], ex["label"]) for _, ex in generate(config)]
     assert _pairs(builder.dataset("train", 3)) == expected
+
+
+def test_bad_worker_count_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("TFSYNTH_ONLINE_WORKERS", "many")
+    with pytest.raises(datasets.DataSpecError, match="TFSYNTH_ONLINE_WORKERS must be a positive integer, got 'many'"):
+        datasets.load_mixture("fractal_db_online/tiny", "train")

@@ -56,6 +56,14 @@ def check_config(name: str, config: str) -> None:
 _ANNOUNCED: set = set()
 
 
+def _workers(workers: Optional[int]) -> int:
+    """`workers`, else TFSYNTH_ONLINE_WORKERS, else every core; a bad value is a one-line DataSpecError."""
+    try:
+        return fractal_online.default_workers() if workers is None else int(workers)
+    except ValueError as e:
+        raise DataSpecError(str(e)) from None
+
+
 @dataclasses.dataclass
 class _Info:
     features: dict
@@ -79,7 +87,7 @@ class OnlineBuilder:
                           splits={"train": self.num_examples_total})
         self.categories = fractal_online.cached_category_params(
             self.fractal, progress=(lambda msg: print(f"{name}/{config}: {msg} ...", flush=True)) if verbose else None)
-        self.stream = fractal_online.UnitStream(self.fractal, self.categories, workers)
+        self.stream = fractal_online.UnitStream(self.fractal, self.categories, _workers(workers))
         self._positions = None
         if verbose and (name, config) not in _ANNOUNCED:
             _ANNOUNCED.add((name, config))
@@ -157,7 +165,7 @@ class OnlineScenesBuilder:
         self.name, self.config_name = name, config
         self.scenes = configs[config] if scenes is None else scenes
         size = self.scenes.image_size
-        self.workers = fractal_online.default_workers() if workers is None else workers
+        self.workers = _workers(workers)
         self.info = _Info(features={"image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
                                     "label": tfds.features.LabeledImage(labels=list(CLASS_NAMES),
                                                                         shape=(size, size, 1), encoding_format="png")},
