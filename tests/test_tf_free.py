@@ -13,7 +13,8 @@ REPO_ROOT = __file__.rsplit("/tests/", 1)[0]
 
 TF_FREE_MODULES = {
     "fractals": ["tfsynth.fractals.ifs", "tfsynth.fractals.params_csv", "tfsynth.fractals.search",
-                 "tfsynth.fractals.render", "tfsynth.fractals.dataset", "tfsynth.fractals.svd_sampler"],
+                 "tfsynth.fractals.render", "tfsynth.fractals.dataset", "tfsynth.fractals.svd_sampler",
+                 "tfsynth.fractals.online"],
     "3D generation": ["tfsynth.shapes", "tfsynth.shapes.geometry", "tfsynth.shapes.procedural",
                       "tfsynth.shapes.distance", "tfsynth.shapes.morph", "tfsynth.render", "tfsynth.render.scene",
                       "tfsynth.render.pool", "tfsynth.render.worker", "tfsynth.render.pyrender_backend",
@@ -22,7 +23,8 @@ TF_FREE_MODULES = {
                       "tfsynth.shapes.vehicles"],
     "noise and scenes": ["tfsynth.noise", "tfsynth.noise.perlin", "tfsynth.noise.sparse_convolution",
                          "tfsynth.scenes", "tfsynth.scenes.config", "tfsynth.scenes.sampling",
-                         "tfsynth.scenes.render", "tfsynth.scenes.dataset"],
+                         "tfsynth.scenes.render", "tfsynth.scenes.dataset",
+                         "tfsynth.scenes.online"],
     "cleaning and AIST stand-ins": ["tfsynth.cleaning", "tfsynth.cleaning.filters", "tfsynth.cleaning.normalise",
                                     "tfsynth.cleaning.plots", "tfsynth.cleaning.stanford_cars",
                                     "tfsynth.aist.standin", "tfsynth.aist.target_domain", "tfsynth.aist.configs",

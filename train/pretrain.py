@@ -4,6 +4,8 @@
     python -m train.pretrain --config fractaldb_1k --workdir runs/fdb1k [--strategy mirrored] [--mixed_precision]
     python -m train.pretrain --config fractaldb_1k --workdir runs/fdb1k --resume        # after an interruption
     python -m train.pretrain --data fractal_db/1k:500,proc_synth_db/1k:500 --workdir runs/mix
+    python -m train.pretrain --config fractaldb_1k --data fractal_db_online/1k --workdir runs/fdb1k_online
+                                                    # FractalDB rendered while training (TFSYNTH_ONLINE_WORKERS)
     python -m train.pretrain --combo all3 --workdir runs/all3        # Table 2 sets: fractal, procsynth, morphsynth,
                                                                      # procsynth+fractal, procsynth+morphsynth, all3
 

@@ -90,8 +90,10 @@ def example_key(category: int, weight_index: int, patch_index: int, flip_type: i
 
 
 def render_unit(config: FractalDBConfig, category: int, params: np.ndarray,
-                weight_index: int) -> Iterator[tuple[str, dict]]:
-    """Yields (key, example) for every patch re-draw and flip of one (category, weight variant).
+                weight_index: int, patch_indices=None) -> Iterator[tuple[str, dict]]:
+    """Yields (key, example) for every patch re-draw and flip of one (category, weight variant), or only for the
+    patch re-draws in `patch_indices` (the online source renders the ones of its split; the others are skipped, which
+    changes nothing else: every re-draw has its own generator).
 
     example: image (PNG bytes, S x S x channels), label, params (n, 7) float64,
     weight_index, patch_index, flip (int32).
@@ -99,7 +101,7 @@ def render_unit(config: FractalDBConfig, category: int, params: np.ndarray,
     weights = render.weight_variants(config.weight_step)
     points = render.PointSet(params, weights[weight_index], config.num_points, config.image_size, config.pad,
                              chaos_seed=config.chaos_seed)
-    for patch_index in range(config.patches_per_weight):
+    for patch_index in range(config.patches_per_weight) if patch_indices is None else patch_indices:
         rng = np.random.default_rng(np.random.SeedSequence([config.seed, category, weight_index, patch_index]))
         canvas = render.draw(points, config.draw_type, rng)
         for flip_type in config.flips:

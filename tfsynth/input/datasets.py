@@ -120,15 +120,25 @@ def unknown_dataset_message(name: str, flag: str = "--data",
 
 
 def _builder_cls(name: str):
+    from tfsynth.input import online
+
     msg = unknown_dataset_message(name, "--data", "any other registered TFDS dataset with 'image' and 'label' "
-                                                  "features works too")
+                                                  "features works too; rendered while training, never stored: "
+                                                  + ", ".join(online.ONLINE_DATASETS))
     if msg is not None:
         raise DataSpecError(msg)
     return tfds.builder_cls(name)
 
 
 def resolve_source(source: DataSource) -> DataSource:
-    """Checks the dataset and config names against the registry; fills in the default config."""
+    """Checks the dataset and config names against the registry (or the online sources of
+    `tfsynth.input.online`); fills in the default config."""
+    from tfsynth.input import online
+
+    if online.is_online(source.name):
+        config = source.config or online.default_config(source.name)
+        online.check_config(source.name, config)
+        return dataclasses.replace(source, config=config)
     cls = _builder_cls(source.name)
     configs = dict(getattr(cls, "builder_configs", {}) or {})
     if not configs:
@@ -260,8 +270,21 @@ class Mixture:
         """One dataset per source of (encoded image bytes, int64 label in the mixed label space), in file order.
 
         TFDS caches small datasets in memory when `try_autocache`; pass False to read only a few examples."""
-        return [_encoded_dataset(s.builder, self.split, s.num_classes, s.label_offset, try_autocache)
+        from tfsynth.input.online import OnlineBuilder
+
+        return [s.builder.dataset(self.split, s.num_classes, s.label_offset) if isinstance(s.builder, OnlineBuilder)
+                else _encoded_dataset(s.builder, self.split, s.num_classes, s.label_offset, try_autocache)
                 for s in self.sources]
+
+    def epoch_dataset_fns(self, seed: int) -> list:
+        """Per source: None (a stored source: the training pipeline shuffles `encoded_datasets()` per epoch), or
+        `fn(epoch) -> dataset` for an online source, whose units are rendered in an order drawn from (seed, epoch)."""
+        from tfsynth.input.online import OnlineBuilder
+
+        def epoch_fn(s):
+            return lambda epoch: s.builder.dataset(self.split, s.num_classes, s.label_offset, seed=seed, epoch=epoch)
+
+        return [epoch_fn(s) if isinstance(s.builder, OnlineBuilder) else None for s in self.sources]
 
 
 def _encoded_dataset(builder, split: str, num_classes: int, label_offset: int,
@@ -288,18 +311,28 @@ def _count_examples(builder, split: str, num_classes: int) -> int:
 
 def load_mixture(spec: str, split: str, data_dir: Optional[str] = None, auto_build: bool = False) -> Mixture:
     """Parses and validates `spec`, builds missing datasets if `auto_build`, and counts the examples of `split`."""
+    from tfsynth.input import online
+
     sources = [resolve_source(s) for s in parse_data_spec(spec)]
     mixed, offset = [], 0
     for source in sources:
-        builder = prepared_builder(source, data_dir=data_dir, auto_build=auto_build)
+        if online.is_online(source.name):
+            builder = online.OnlineBuilder(source.name, source.config)
+        else:
+            builder = prepared_builder(source, data_dir=data_dir, auto_build=auto_build)
         available = builder.info.features["label"].num_classes
         k = available if source.num_classes is None else source.num_classes
         if k > available:
             raise DataSpecError(f"--data asks for {k} classes of {source.name}/{source.config}, "
                                 f"which has only {available}")
         try:
-            n = _count_examples(builder, split, k)
+            if isinstance(builder, online.OnlineBuilder):
+                n = builder.count(split, k)
+            else:
+                n = _count_examples(builder, split, k)
         except (ValueError, KeyError, AssertionError) as e:
+            if isinstance(e, DataSpecError):
+                raise
             raise DataSpecError(f"bad split {split!r} for {source.name}/{source.config} "
                                 f"(splits: {list(builder.info.splits)}): {e}") from None
         if n == 0:

@@ -13,6 +13,8 @@ exactly the batches an uninterrupted run sees from epoch e on:
   3. each image is decoded, converted to 3 channels, optionally resized (shorter side) and randomly cropped with
      a seed folded from (seed, epoch, position in the epoch);
   4. batches drop the remainder; an epoch is exactly `steps_per_epoch` batches.
+An online source (`tfsynth.input.online`, e.g. `fractal_db_online/1k`) renders its work units in an order drawn
+from (seed, epoch) before step 1, so it too depends on (seed, epoch) only.
 The `Dataset.shuffle` op also mixes in TensorFlow's global seed; `keras.utils.set_random_seed(seed)` (done by the
 training job) fixes it.
 """
@@ -69,12 +71,14 @@ def train_dataset(mixture: Mixture, *, batch_size: int, crop_size: int, seed: in
     steps_per_epoch). `resize` > 0 first resizes each image's shorter side to it (torchvision `Resize`)."""
     steps = steps_per_epoch(mixture.num_examples, batch_size, f"--data {mixture.spec} split {mixture.split}")
     check_crop_size(mixture, crop_size, resize)
-    sources = mixture.encoded_datasets()
+    stored = mixture.encoded_datasets()
+    online = mixture.epoch_dataset_fns(seed)  # online sources render their units in an order from (seed, epoch)
     counts = [s.num_examples for s in mixture.sources]
     buffer = max(1, min(shuffle_buffer, mixture.num_examples))
 
     def one_epoch(epoch):
         shuffle_key, mix_key, crop_key = _epoch_keys(seed, epoch)
+        sources = [ds if fn is None else fn(epoch) for ds, fn in zip(stored, online)]
         if len(sources) == 1:
             ds = sources[0]
         else:

@@ -57,13 +57,17 @@ def _package_root() -> str:
 
 
 class _Worker:
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, own_process_group: bool = False):
         self._env = env
+        self._own_process_group = own_process_group
         self._start()
 
     def _start(self):
+        # own_process_group: Ctrl-C in a terminal (SIGINT to the foreground group) reaches the parent only, which
+        # closes the workers' stdin on exit; they do not each print a KeyboardInterrupt traceback.
         self.proc = subprocess.Popen([sys.executable, "-m", "tfsynth.render.worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=None, env=self._env)
+                                     stdout=subprocess.PIPE, stderr=None, env=self._env,
+                                     process_group=0 if self._own_process_group else None)
 
     def call(self, func: str, args: tuple, kwargs: dict):
         for attempt in range(2):
@@ -94,7 +98,7 @@ class _Worker:
 class RenderPool:
     """`size` TF-free worker processes; `map` runs one call per item, in parallel, results in order."""
 
-    def __init__(self, size: int = 1, env: Optional[dict] = None):
+    def __init__(self, size: int = 1, env: Optional[dict] = None, own_process_group: bool = False):
         if size < 1:
             raise ValueError(f"pool size must be >= 1, got {size}")
         self.size = size
@@ -103,6 +107,7 @@ class RenderPool:
         base["PYTHONPATH"] = os.pathsep.join([root] + [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p])
         base.setdefault("PYOPENGL_PLATFORM", "egl")
         self._env = base
+        self._own_process_group = own_process_group
         self._workers: list[_Worker] = []
         self._free: "queue.Queue[_Worker]" = queue.Queue()
         self._lock = threading.Lock()
@@ -113,7 +118,7 @@ class RenderPool:
             if self._closed:
                 raise RuntimeError("pool is closed")
             if self._free.empty() and len(self._workers) < self.size:
-                worker = _Worker(self._env)
+                worker = _Worker(self._env, self._own_process_group)
                 self._workers.append(worker)
                 return worker
         return self._free.get()

@@ -69,9 +69,19 @@ def _build(builder, source: DataSource, data_dir: Optional[str], manual_dir: Opt
 def load_data(spec: str, split: str, data_dir: Optional[str] = None, auto_build: bool = False,
               manual_dir: Optional[str] = None) -> SegmentationData:
     """Resolves `name[/config]`, builds the dataset if missing and allowed, and checks its features."""
+    from tfsynth.input import online
+
     sources = parse_data_spec(spec)
     if len(sources) != 1 or sources[0].num_classes is not None:
         raise DataSpecError(f"segmentation data must be one dataset 'name/config', got {spec!r}")
+    if online.is_online_segmentation(sources[0].name):  # rendered while training (tfsynth.input.online)
+        builder = online.OnlineScenesBuilder(sources[0].name, sources[0].config)
+        source = dataclasses.replace(sources[0], config=builder.config_name)
+        label = builder.info.features["label"]
+        n = len(builder.indices(split))
+        if n == 0:
+            raise DataSpecError(f"split {split!r} of {source.name}/{source.config} is empty")
+        return SegmentationData(source, split, builder, int(label.num_classes), list(label.names), n)
     source = resolve_source(sources[0])
     builder = tfds.builder(source.name, config=source.config, data_dir=data_dir)
     if not builder.is_prepared():
@@ -101,6 +111,10 @@ def load_data(spec: str, split: str, data_dir: Optional[str] = None, auto_build:
 
 def encoded_dataset(data: SegmentationData, try_autocache: bool = True) -> tf.data.Dataset:
     """(encoded image, encoded label) pairs of the split, in file order."""
+    from tfsynth.input.online import OnlineScenesBuilder
+
+    if isinstance(data.builder, OnlineScenesBuilder):
+        return data.builder.dataset(data.split)
     decoders = tfds.decode.PartialDecoding({"image": True, "label": True},
                                            decoders={"image": tfds.decode.SkipDecoding(),
                                                      "label": tfds.decode.SkipDecoding()})
@@ -192,7 +206,10 @@ def train_dataset(data: SegmentationData, *, batch_size: int, seed: int, epochs:
     """(dataset of (uint8 images (B, H, W, 3), {'out'[, 'aux']: uint8 labels (B, H, W, 1)}) for epochs
     [initial_epoch, epochs), steps per epoch = ceil(examples / batch_size))."""
     steps = math.ceil(data.num_examples / batch_size)
+    from tfsynth.input.online import OnlineScenesBuilder
+
     encoded = encoded_dataset(data)
+    online = isinstance(data.builder, OnlineScenesBuilder)  # renders its scenes in an order from (seed, epoch)
     buffer = max(1, min(shuffle_buffer, data.num_examples))
     transform = dict(min_size=min_size, max_size=max_size, hflip_prob=hflip_prob, crop_size=crop_size)
 
@@ -200,7 +217,8 @@ def train_dataset(data: SegmentationData, *, batch_size: int, seed: int, epochs:
         key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
         fold = tf.random.experimental.stateless_fold_in
         shuffle_seed = tf.random.stateless_uniform([], fold(key, 0), minval=0, maxval=2**31 - 1, dtype=tf.int64)
-        ds = encoded.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+        source = data.builder.dataset(data.split, seed=seed, epoch=epoch) if online else encoded
+        ds = source.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
 
         def per_example(index, example):
             image, label = decode(*example)
