@@ -21,9 +21,11 @@ so rerunning the command skips finished stages (an interrupted training stage co
                         (the reference CycleGAN: RGB, ReLU, identity 0.5, no alpha / feature terms), `constrained`
                         and `less_constrained` (seed Table 6.1), all at the experiment's size (`aist` overrides)
   invariance-<m>-s<s>   the generator G: X -> Y on every held-out X view (`tfsynth.aist.stylize`): mask agreement
-                        (IoU of the source mask and the output alpha; for the RGB CycleGAN the seed's "non-black"
-                        alpha) and appearance change (total-variation distance between the 8x8x8 RGB histograms of
-                        object pixels of G(X) and of held-out Y, beside the same distance for X itself)
+                        (IoU of the source mask and the output's outline: its alpha > 0.5, or for the RGB CycleGAN
+                        the pixels that are not near-black, any channel > 25 of 255, since Y's background is black
+                        in that mode; the seed's strict "non-black" alpha is also recorded) and appearance change
+                        (total-variation distance between the 8x8x8 RGB histograms of object pixels of G(X) and of
+                        held-out Y, beside the same distance for X itself)
   stylize-<model>       `aist_stylized/<model>` from the generator of seed `dpc_seed` (every split of X)
   dpc-<set>             one DPC model (learned poses: the seed's pose ensemble + student) on `original` X and on
                         each stylised set (input: the stylised view, target: the original mask)
@@ -56,6 +58,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("cyclegan", "constrained", "less_constrained")
 RESULTS_JSON = "results.json"
 HIST_BINS = 8  # per RGB channel, for the appearance distance
+NEAR_BLACK = 25  # uint8: an RGB generator's output pixel with every channel <= this is background (Y's is black)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,6 +309,15 @@ def stage_aist(config: ExperimentConfig, workdir: str, model: str, seed: int) ->
             "images_x": r["images_x"], "images_y": r["images_y"]}
 
 
+def output_outline(raw_rgb: np.ndarray, alphas: np.ndarray, alpha_mode: str) -> np.ndarray:
+    """(N, H, W) bool outline of generator outputs: the output alpha > 0.5 ('channel'), or for RGB generators
+    ('nonblack') the pixels that are not near-black (any channel > NEAR_BLACK): the seed's strict "any channel >
+    -1" is true almost everywhere for a tanh output, so it would call every pixel object."""
+    if alpha_mode == "channel":
+        return np.asarray(alphas)[..., 0] > 127
+    return np.asarray(raw_rgb).max(-1) > NEAR_BLACK
+
+
 def stage_invariance(config: ExperimentConfig, workdir: str, model: str, seed: int) -> dict:
     import keras
 
@@ -314,21 +326,27 @@ def stage_invariance(config: ExperimentConfig, workdir: str, model: str, seed: i
     keras.backend.clear_session()
     run = f"{model}-s{seed}"
     g = stylize.load_generator(_aist_dir(workdir, run))
+    _, _, mode = stylize.generator_spec(g)
     images, masks = _views(_load_x(config, workdir, "test", config.test_models))
-    out = stylize.stylize(g, images, masks, composite="output_alpha")
+    out = stylize.stylize(g, images, masks, composite="none")  # raw RGB; out["iou"]: the seed's alpha vs the mask
+    outline = output_outline(out["images"], out["alphas"], mode)
+    iou = outline_iou(masks, outline)
     y_rgb, y_masks = load_y(_y_dir(workdir, "test"), images.shape[1])
     h_y = colour_histogram(y_rgb, y_masks)
-    alpha = out["alphas"][..., 0] > 127
+    h_out = colour_histogram(out["images"], outline)
+    a = out["alphas"].astype(np.float32) / 255.0 if mode == "channel" else outline[..., None].astype(np.float32)
+    over_white = np.round(out["images"] * a + 255.0 * (1.0 - a)).astype(np.uint8)
     k = min(config.panel_views, len(images))
-    savez(os.path.join(workdir, "invariance", f"{run}.npz"), iou=out["iou"].astype(np.float32),
-          panel_x=images[:k], panel_gx=out["images"][:k], panel_alpha=out["alphas"][:k, ..., 0])
-    return {"model": model, "seed": seed, "views": int(len(images)), "mean_iou": round(float(out["iou"].mean()), 4),
-            "median_iou": round(float(np.median(out["iou"])), 4),
-            "frac_iou_ge_0.9": round(float((out["iou"] >= 0.9).mean()), 4),
-            "output_object_fraction": round(float(alpha.mean()), 4),
-            "appearance_tv_to_y": round(tv_distance(colour_histogram(out["images"], alpha), h_y), 4),
-            "appearance_tv_to_x": round(tv_distance(colour_histogram(out["images"], alpha),
-                                                    colour_histogram(images, masks)), 4)}
+    savez(os.path.join(workdir, "invariance", f"{run}.npz"), iou=iou.astype(np.float32),
+          panel_x=images[:k], panel_gx=over_white[:k], panel_raw=out["images"][:k],
+          panel_alpha=(outline[:k] * 255).astype(np.uint8))
+    return {"model": model, "seed": seed, "alpha_mode": mode, "views": int(len(images)),
+            "mean_iou": round(float(iou.mean()), 4), "median_iou": round(float(np.median(iou)), 4),
+            "frac_iou_ge_0.9": round(float((iou >= 0.9).mean()), 4),
+            "seed_alpha_mean_iou": round(float(out["iou"].mean()), 4),
+            "output_object_fraction": round(float(outline.mean()), 4),
+            "appearance_tv_to_y": round(tv_distance(h_out, h_y), 4),
+            "appearance_tv_to_x": round(tv_distance(h_out, colour_histogram(images, masks)), 4)}
 
 
 def stage_stylize(config: ExperimentConfig, workdir: str, model: str) -> dict:
@@ -438,7 +456,7 @@ def _plot(config: ExperimentConfig, workdir: str, markers: dict, out: str) -> No
         k = len(first["panel_x"])
         rows = [("x (source render)", first["panel_x"])]
         for m, z in loaded.items():
-            rows += [(f"{m}: G(x)", z["panel_gx"]), (f"{m}: alpha", np.repeat(z["panel_alpha"][..., None], 3, -1))]
+            rows += [(f"{m}: G(x)", z["panel_gx"]), (f"{m}: outline", np.repeat(z["panel_alpha"][..., None], 3, -1))]
         fig, axes = plt.subplots(len(rows), k, figsize=(1.3 * k, 1.35 * len(rows)), squeeze=False)
         for i, (label, ims) in enumerate(rows):
             for j in range(k):
@@ -456,7 +474,7 @@ def _plot(config: ExperimentConfig, workdir: str, markers: dict, out: str) -> No
         if vals:
             v = np.sort(np.concatenate(vals))
             ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=m)
-    ax.set_xlabel("IoU of source mask and output alpha (held-out views)")
+    ax.set_xlabel("IoU of source mask and output outline (held-out views)")
     ax.set_ylabel("fraction of views <= IoU")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -487,7 +505,9 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
              f"(object fraction of the frame: X {b['x_object_fraction']:.2f}, Y {b['y_object_fraction']:.2f}).", "",
              "## Mask agreement and appearance change on held-out X views", "",
              f"Mean ± 95 % interval over seeds ({len(config.seeds)} per model; {b['views']} held-out views each). "
-             "IoU: source mask vs output alpha (for the RGB CycleGAN, the seed's 'non-black' alpha). Appearance: "
+             "IoU: source mask vs the output's outline (its alpha > 0.5; for the RGB CycleGAN, whose Y images lie on "
+             "black, the pixels with any channel above 25 of 255: the seed's strict 'non-black' alpha, any channel "
+             "above 0, is true almost everywhere for a tanh output and would make every pixel object). Appearance: "
              "total-variation distance between the 8x8x8 RGB histograms of object pixels of G(x) and of held-out Y "
              "(lower = closer to Y's colours; the untouched renders score the identity row).", ""]
     rows = [["identity (x itself)", "1.000", "1.000", f"{b['identity']['appearance_tv_to_y']:.3f}", "0.000", "–"],
@@ -502,8 +522,9 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
         lines += _table(["comparison", "mean IoU", "colour distance to Y"],
                         [[k, _fmt(v["mean_iou"]), _fmt(v["appearance_tv_to_y"])] for k, v in s["paired"].items()])
         lines += [""]
-    lines += ["![IoU distributions](iou.png)", "", "## Panels (seed %d): x, G(x) over white, output alpha" %
-              config.dpc_seed, "", "![panels](panels.png)", ""]
+    lines += ["![IoU distributions](iou.png)", "",
+              f"## Panels (seed {config.dpc_seed}): x, G(x) over white (RGB CycleGAN: outside its outline), outline",
+              "", "![panels](panels.png)", ""]
     if result.get("table"):
         lines += ["## DPC on each training set (seed Table 6.2 layout)", "",
                   "One DPC model (learned poses) per training set: `original` renders and each model's stylised "

@@ -125,3 +125,15 @@ def test_bad_flags_and_configs_fail_in_one_line(tmp_path):
         ai.ExperimentConfig(name="x", models=("pix2pix",))
     proc = _run("--config", "tiny", "--workdir", os.path.join(REPO, "experiments_out"))
     assert proc.returncode != 0 and "inside the repository" in proc.stderr
+
+
+def test_outline_of_rgb_outputs_is_not_near_black_and_of_rgba_outputs_is_alpha():
+    raw = np.zeros((1, 4, 4, 3), np.uint8)
+    raw[0, 1:3, 1:3] = (0, 0, 200)  # object
+    raw[0, 0, 0] = (3, 1, 2)  # a tanh output is never exactly black: near-black is background
+    alphas = np.zeros((1, 4, 4, 1), np.uint8)
+    alphas[0, 0] = 255
+    assert ai.output_outline(raw, alphas, "nonblack").sum() == 4
+    assert ai.output_outline(raw, alphas, "nonblack")[0, 1:3, 1:3].all()
+    channel = ai.output_outline(raw, alphas, "channel")
+    assert channel[0, 0].all() and channel.sum() == 4
