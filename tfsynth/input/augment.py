@@ -65,3 +65,14 @@ def image_grid(images, columns: int = 8):
     grid = tf.reshape(images, [rows, columns, h, w, c])
     grid = tf.transpose(grid, [0, 2, 1, 3, 4])
     return tf.reshape(grid, [rows * h, columns * w, c])
+
+
+def seeded_shuffle(ds: tf.data.Dataset, buffer: int, seed) -> tf.data.Dataset:
+    """`ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)` with a tensor `seed`, also when TF's global
+    seed is 0 (`keras.utils.set_random_seed(0)`, i.e. `--seed 0`): TF then compares the (global, op) seed pair with
+    (0, 0), which a tensor op seed turns into a symbolic bool ("Using a symbolic tf.Tensor as a Python bool"). Inside
+    the traced function the graph-level seed is dropped for that case only, so every other seed keeps its order."""
+    graph = tf.compat.v1.get_default_graph()
+    if not tf.executing_eagerly() and graph.seed == 0:
+        graph.seed = None
+    return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)

@@ -85,7 +85,7 @@ def train_dataset(mixture: Mixture, *, batch_size: int, crop_size: int, seed: in
             ds = tf.data.Dataset.choose_from_datasets(sources, _choice_dataset(counts, mix_key),
                                                       stop_on_empty_dataset=False)
         shuffle_seed = tf.random.stateless_uniform([], shuffle_key, minval=0, maxval=2**31 - 1, dtype=tf.int64)
-        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+        ds = augment.seeded_shuffle(ds, buffer, shuffle_seed)
 
         def decode_and_crop(index, example):
             encoded, label = example

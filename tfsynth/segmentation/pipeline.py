@@ -25,6 +25,7 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfsynth.input import augment
 from tfsynth.input.datasets import (DataSource, DataSpecError, beam_download_config, build_dataset, parse_data_spec,
                                     resolve_source)
 
@@ -218,7 +219,7 @@ def train_dataset(data: SegmentationData, *, batch_size: int, seed: int, epochs:
         fold = tf.random.experimental.stateless_fold_in
         shuffle_seed = tf.random.stateless_uniform([], fold(key, 0), minval=0, maxval=2**31 - 1, dtype=tf.int64)
         source = data.builder.dataset(data.split, seed=seed, epoch=epoch) if online else encoded
-        ds = source.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+        ds = augment.seeded_shuffle(source, buffer, shuffle_seed)
 
         def per_example(index, example):
             image, label = decode(*example)
