@@ -1,4 +1,4 @@
-"""NumPy quaternions [w, x, y, z] and the DPC camera model without TensorFlow (TF-free).
+"""NumPy quaternions [w, x, y, z] (`tfsynth.quaternion`) and the DPC camera model without TensorFlow (TF-free).
 
 The camera convention is the one of `tfsynth.models.dpc.project` (the reference's): rotate by q (q p q*), the camera
 sits at x = -camera_distance looking along +x; image column u = f z / (x + d), row v = f y / (x + d), rows flipped so
@@ -9,54 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfsynth.shapes import geometry as _shapes_geometry
+from tfsynth import quaternion
 
 FOCAL_LENGTH = 1.875
 CAMERA_DISTANCE = 2.0
 
 
-def q_normalize(q):
-    q = np.asarray(q, np.float64)
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def q_multiply(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    w1, x1, y1, z1 = np.moveaxis(a, -1, 0)
-    w2, x2, y2, z2 = np.moveaxis(b, -1, 0)
-    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 + y1 * w2 + z1 * x2 - x1 * z2,
-                     w1 * z2 + z1 * w2 + x1 * y2 - y1 * x2], axis=-1)
-
-
-def q_conjugate(q):
-    return np.asarray(q, np.float64) * np.array([1.0, -1.0, -1.0, -1.0])
-
-
-def q_to_matrix(q):
-    """(..., 4) [w, x, y, z] -> (..., 3, 3) rotation matrices (q normalised first)."""
-    w, x, y, z = np.moveaxis(q_normalize(q), -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
-
-
-def matrix_to_q(m):
-    """(3, 3) rotation matrix -> [w, x, y, z] with w >= 0 (Shepperd's method, stable for any rotation)."""
-    return _shapes_geometry.matrix_to_quaternion(m)
-
-
-def q_rotate(points, q):
-    """(N, 3) points rotated by one quaternion: q p q*."""
-    return np.asarray(points, np.float64) @ q_to_matrix(q).T
-
-
-def random_quaternions(rng: np.random.Generator, n: int):
-    """Uniformly distributed rotations (normalised Gaussian 4-vectors), w >= 0."""
-    q = q_normalize(rng.normal(size=(n, 4)))
-    return q * np.where(q[:, :1] < 0, -1.0, 1.0)
+# The quaternion algebra under the DPC names; defined once in `tfsynth.quaternion`.
+q_normalize = quaternion.normalize
+q_multiply = quaternion.multiply
+q_conjugate = quaternion.conjugate
+q_to_matrix = quaternion.to_matrix
+matrix_to_q = quaternion.from_matrix
+q_rotate = quaternion.rotate
+random_quaternions = quaternion.random_gaussian
 
 
 def quaternion_from_view(azimuth_deg, elevation_deg):
