@@ -15,7 +15,7 @@ TF_FREE_MODULES = {
     "fractals": ["tfsynth.fractals.ifs", "tfsynth.fractals.params_csv", "tfsynth.fractals.search",
                  "tfsynth.fractals.render", "tfsynth.fractals.dataset", "tfsynth.fractals.svd_sampler",
                  "tfsynth.fractals.online"],
-    "3D generation": ["tfsynth.shapes", "tfsynth.shapes.geometry", "tfsynth.shapes.procedural",
+    "3D generation": ["tfsynth.shapes", "tfsynth.shapes.geometry", "tfsynth.shapes.camera", "tfsynth.shapes.procedural",
                       "tfsynth.shapes.distance", "tfsynth.shapes.morph", "tfsynth.render", "tfsynth.render.scene",
                       "tfsynth.render.pool", "tfsynth.render.worker", "tfsynth.render.pyrender_backend",
                       "tfsynth.synth3d", "tfsynth.synth3d.config", "tfsynth.synth3d.classes",

@@ -77,6 +77,16 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.
     return tri[:, 0] + u[:, None] * (tri[:, 1] - tri[:, 0]) + v[:, None] * (tri[:, 2] - tri[:, 0])
 
 
+def voxel_downsample(points, voxel: float = 0.01) -> np.ndarray:
+    """One point per occupied voxel: the mean of the points inside it (open3d's voxel_down_sample)."""
+    points = np.asarray(points, np.float64)
+    keys = np.floor(points / voxel).astype(np.int64)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(counts), 3))
+    np.add.at(sums, inverse.reshape(-1), points)
+    return (sums / counts[:, None]).astype(np.float32)
+
+
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals (unit length; zero-area neighbourhoods get +z)."""
     tri = vertices[faces]
