@@ -43,8 +43,8 @@ TF_FREE_MODULES = {
                    "tfsynth.models.mask_rcnn.hdf5", "tfsynth.models.mask_rcnn.shapes",
                    "tfsynth.models.mask_rcnn.evaluate", "tfsynth.models.mask_rcnn.shapes_configs",
                    "mrcnn.config", "mrcnn.utils", "mrcnn.visualize"],
-    "shared": ["tfsynth.quaternion", "tfsynth.atomic", "tfsynth.workdir", "tfsynth.stats", "tfsynth.imagenet",
-               "tfsynth.cli", "experiments.common"],
+    "shared": ["tfsynth.quaternion", "tfsynth.markdown", "tfsynth.atomic", "tfsynth.workdir", "tfsynth.stats",
+               "tfsynth.imagenet", "tfsynth.cli", "experiments.common"],
 }
 
 _CHECK = """
