@@ -34,6 +34,7 @@ import time
 from typing import Callable, Optional
 
 from experiments.common import cpu_seconds, git_commit, read_json, write_json
+from tfsynth import markdown
 from tfsynth.cli import run_cli
 from tfsynth.training import pretrain_configs
 
@@ -361,12 +362,6 @@ def finetune_runs(records) -> list[dict]:
                   key=lambda r: (r["source"] != SCRATCH, r["source"], r["images_per_class"], r["seed"]))
 
 
-def _md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _plot_pretrain_curves(pretrain: dict, path: str) -> bool:
     """Training loss and top-1 per epoch of every source's pre-training (diagnosis: did it learn its classes?)."""
     import matplotlib
@@ -505,7 +500,7 @@ def _results_markdown(config, config_name, results, transfer_md, probe_md, has_d
         parts += ["## Linear probe on frozen pooled features (`eval.linear_probe`)", "",
                   f"`{SCRATCH}` is a randomly initialised {config.pretrain['arch']} drawn from each probe seed.", "",
                   probe_md.strip(), "", "![probe vs images per class](probe_vs_images.png)", ""]
-    parts += ["## Pre-training", "", _md_table(
+    parts += ["## Pre-training", "", markdown.table(
         ["source", "--data", "training images", "epochs", "train top-1 (last epoch)", "held-out top-1 (10 %)",
          "CPU-s"],
         [[s, f"`{p['data']}`", p["train_examples"], p["epochs"], _pct(p["train_top1"]), _pct(p["heldout_top1"]),
@@ -521,12 +516,12 @@ def _results_markdown(config, config_name, results, transfer_md, probe_md, has_d
     if has_depth:
         parts += ["![predictivity by depth](predictivity_depth.png)", ""]
     parts += ["## First-layer filters (`eval.filters`)", "", "![filters](filters.png)", "",
-              "## Data and CPU time per stage", "", _md_table(
+              "## Data and CPU time per stage", "", markdown.table(
                   ["stage", "CPU-s", "wall-s"],
                   [[k, v.get("cpu_s"), v.get("wall_s")] for k, v in results["stages"].items()]), ""]
     build = results["stages"].get("build", {}).get("datasets", {})
     if build:
-        parts += [_md_table(["dataset", "classes", "training examples"],
+        parts += [markdown.table(["dataset", "classes", "training examples"],
                             [[f"`{k}`", v["classes"], v["train_examples"]] for k, v in build.items()]), ""]
     return "\n".join(parts)
 

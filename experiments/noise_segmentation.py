@@ -39,6 +39,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from experiments.common import run_stages, git_commit, read_json, savez, write_json
+from tfsynth import markdown
 from tfsynth.atomic import atomic_write_text
 from tfsynth.segmentation import metrics
 
@@ -626,8 +627,10 @@ def _summary(config, result, fcn, baselines) -> str:
 def _write_markdown(config, result, fcn, baselines, name, out) -> None:
     noises, seeds, trained = config.noises, config.seeds, config.trained
     titles = metrics.METRIC_TITLES
-    header = "| Trained on | Tested on | " + " | ".join(titles[m] for m in metrics.METRICS) + " |\n" + \
-             "|---|---|" + "---|" * len(metrics.METRICS) + "\n"
+
+    def header(first: str = "Trained on", second: str = "Tested on") -> list[str]:
+        return markdown.table_lines([first, second, *(titles[m] for m in metrics.METRICS)], [])
+
     lines = [f"# Seed 001 (Holm 2022), Table 2 at laptop scale: `{config.name}`", ""]
     lines += [_summary(config, result, fcn, baselines), ""]
     lines += ["Command (from the repository root):", "", f"    {result['command']}", "",
@@ -635,7 +638,7 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
               + f". Numbers: `{RESULTS_JSON}` (per seed, per class, bootstrap intervals).", ""]
     n_train = f"the first {config.train_examples}" if config.train_examples else "all"
     lines += ["## What was shrunk (against the seed)", "",
-              "| | seed (Holm 2022) | here |", "|---|---|---|",
+              "| | seed (Holm 2022) | here |", markdown.rule(3),
               f"| data | `perlin` / `sc`: 9,000 + 1,000 scenes at 512 px | `{noises[0]}_{config.dataset_size}` etc.: "
               f"{n_train} training + {result['num_test_images']} held-out scenes |",
               f"| resolution | shorter side resized to 520 | resized to {config.image_size} px |",
@@ -651,9 +654,9 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
               "same scenes (same dataset seed), only the texture noise differs, so cross-noise comparisons are "
               "paired image by image.", ""]
     lines += ["## Table 2 (in-domain: trained and tested on the same noise)", "",
-              "Mean over seeds [95 % bootstrap interval], percent.", "", header.rstrip("\n")]
+              "Mean over seeds [95 % bootstrap interval], percent.", "", *header()]
     for t in trained:
-        lines.append(f"| {t} | {t} | " + " | ".join(_cell(fcn[(t, t)], m) for m in metrics.METRICS) + " |")
+        lines.append(markdown.row([t, t, *(_cell(fcn[(t, t)], m) for m in metrics.METRICS)]))
     lines += ["", "Seed's Table 2 (full scale): perlin 97 / 94 / 95 / 89 / 97 / 94, sc 97 / 94 / 94 / 88 / 97 / 93.",
               ""]
     lines += ["## Trivial baselines on the same held-out images", "",
@@ -661,68 +664,67 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
               f"{config.hue_bins} hue bins plus one grey cell (saturation < {config.grey_saturation}); colour rule: "
               f"lookup over {config.hue_bins} x {config.saturation_bins} x {config.value_bins} HSV bins; each cell "
               "predicts the most frequent class of the training pixels in it (the best rule of that form on the "
-              "training set).", "", header.replace("Trained on", "Baseline").rstrip("\n")]
+              "training set).", "", *header("Baseline")]
     for (rule, train, test), s in baselines.items():
-        lines.append(f"| {name(rule, train)} | {test} | " + " | ".join(_cell(s, m) for m in metrics.METRICS) + " |")
+        lines.append(markdown.row([name(rule, train), test, *(_cell(s, m) for m in metrics.METRICS)]))
     lines += ["", "FCN minus the best baseline (in-domain FCN, baselines fitted on the same noise), paired bootstrap:",
-              "", "| Tested on | metric | best baseline | FCN - baseline [95 %] |", "|---|---|---|---|"]
-    for t in trained:
-        for metric, d in result["fcn_minus_best_baseline"][t].items():
-            lines.append(f"| {t} | {titles[metric]} | {d['best_baseline']} | {_diff_cell(d)} points |")
-    lines += ["", "## Cross-noise generalisation", "", header.rstrip("\n")]
+              "", *markdown.table_lines(
+                  ["Tested on", "metric", "best baseline", "FCN - baseline [95 %]"],
+                  [[t, titles[metric], d["best_baseline"], f"{_diff_cell(d)} points"]
+                   for t in trained for metric, d in result["fcn_minus_best_baseline"][t].items()])]
+    lines += ["", "## Cross-noise generalisation", "", *header()]
     for a in trained:
         for b in noises:
-            lines.append(f"| {a} | {b} | " + " | ".join(_cell(fcn[(a, b)], m) for m in metrics.METRICS) + " |")
+            lines.append(markdown.row([a, b, *(_cell(fcn[(a, b)], m) for m in metrics.METRICS)]))
     lines += ["", "In-domain minus cross-noise (same model, same scenes, other texture noise):", "",
-              "| Model | Macro IoU | Micro Accuracy | Macro F1 |", "|---|---|---|---|"]
-    for key, g in result["cross_noise_gap"].items():
-        lines.append(f"| trained on {key.split('->')[0]}, tested on {key.split('->')[1]} | "
-                     + " | ".join(_diff_cell(g[m]) for m in ("macro_iou", "micro_accuracy", "macro_f1")) + " |")
+              *markdown.table_lines(
+                  ["Model", "Macro IoU", "Micro Accuracy", "Macro F1"],
+                  [[f"trained on {key.split('->')[0]}, tested on {key.split('->')[1]}",
+                    *(_diff_cell(g[m]) for m in ("macro_iou", "micro_accuracy", "macro_f1"))]
+                   for key, g in result["cross_noise_gap"].items()])]
     lines += ["", "## Per-class IoU (percent, mean over seeds)", "",
-              "| Model / rule | Tested on | " + " | ".join(CLASS_NAMES) + " |", "|---|---|" + "---|" * NUM_CLASSES]
+              *markdown.table_lines(["Model / rule", "Tested on", *CLASS_NAMES], [])]
     for (a, b), s in fcn.items():
-        lines.append(f"| FCN trained on {a} | {b} | " + " | ".join(_pct(v) for v in s["per_class_iou"]) + " |")
+        lines.append(markdown.row([f"FCN trained on {a}", b, *(_pct(v) for v in s["per_class_iou"])]))
     for (rule, train, test), s in baselines.items():
-        lines.append(f"| {name(rule, train)} | {test} | " + " | ".join(_pct(v) for v in s["per_class_iou"]) + " |")
+        lines.append(markdown.row([name(rule, train), test, *(_pct(v) for v in s["per_class_iou"])]))
     lines += [""] + [f"![per-class IoU on {t}](per_class_iou_{t}.png)" for t in noises] + [""]
-    lines += ["## Per seed", "", "| Trained on | Tested on | seed | " + " | ".join(titles[m] for m in metrics.METRICS)
-              + " |", "|---|---|---|" + "---|" * len(metrics.METRICS)]
-    for (a, b), s in fcn.items():
-        for seed, v in s["per_seed"].items():
-            lines.append(f"| {a} | {b} | {seed} | " + " | ".join(_pct(v[m]) for m in metrics.METRICS) + " |")
+    lines += ["## Per seed", "", *markdown.table_lines(
+        ["Trained on", "Tested on", "seed", *(titles[m] for m in metrics.METRICS)],
+        [[a, b, seed, *(_pct(v[m]) for m in metrics.METRICS)]
+         for (a, b), s in fcn.items() for seed, v in s["per_seed"].items()])]
     lines += ["", "## Overlays (first held-out scenes: image, ground truth, FCN, colour rule)", ""]
     lines += [f"![{a} on {b}](overlays_{a}_on_{b}.png)" for a in trained for b in noises]
     lines += ["", "## Diagnosis: training length and resolution", "",
               "Held-out scores after each epoch (epoch 0: the initial model):", "",
-              "| Run | epoch | training loss | held-out loss | Macro IoU | Micro Accuracy |",
-              "|---|---|---|---|---|---|"]
+              *markdown.table_lines(["Run", "epoch", "training loss", "held-out loss", "Macro IoU",
+                                     "Micro Accuracy"], [])]
     for run_name, entries in result["learning_curves"].items():
         for e in entries:
             loss = "" if e["train_loss"] is None else f"{e['train_loss']:.3f}"
-            lines.append(f"| {run_name} | {e['epochs_completed']} | {loss} | {e['val_loss']:.3f} | "
-                         f"{_pct(e['macro_iou'])} | {_pct(e['micro_accuracy'])} |")
+            lines.append(markdown.row([run_name, e["epochs_completed"], loss, f"{e['val_loss']:.3f}",
+                                       _pct(e["macro_iou"]), _pct(e["micro_accuracy"])]))
     steps = sorted({v["optimizer_steps"] for v in result["training"].values()})
     lines += ["", f"Optimizer steps per run: {', '.join(map(str, steps))} (the seed: 11,250).", "",
               "Resolution ceiling: the true label maps pushed through the FCN's output bottleneck (one-hot labels "
               "averaged over 8 x 8 blocks, upsampled bilinearly as the FCN upsamples its logits, argmax), scored "
               "like a prediction. An FCN at this resolution cannot do much better than this row:", "",
-              header.replace("Trained on", "Oracle").replace("Tested on", "size").rstrip("\n")]
+              *header("Oracle", "size")]
     for size, c in result["stride8_ceiling"].items():
-        lines.append(f"| stride-8 labels | {size} px | " + " | ".join(_cell(c, m) for m in metrics.METRICS) + " |")
+        lines.append(markdown.row(["stride-8 labels", f"{size} px", *(_cell(c, m) for m in metrics.METRICS)]))
     lines += ["", "Where the errors are: foreground IoU (classes 1-3 merged against background: finding the objects) "
               "and the class accuracy on pixels that are objects in both labels and prediction (naming them):", "",
-              "| Predictor | Tested on | foreground IoU | object class accuracy |", "|---|---|---|---|"]
+              *markdown.table_lines(["Predictor", "Tested on", "foreground IoU", "object class accuracy"], [])]
     rows = [(f"FCN trained on {a}", b, s) for (a, b), s in fcn.items()]
     rows += [(name(r, t), te, s) for (r, t, te), s in baselines.items() if t in (None, te)]
     rows += [(f"stride-8 labels ({size} px)", "either", c) for size, c in result["stride8_ceiling"].items()]
     for who, test, s in rows:
         d = s["decomposition"]
-        lines.append(f"| {who} | {test} | {_pct(d['foreground_iou'])} | {_pct(d['object_class_accuracy'])} |")
+        lines.append(markdown.row([who, test, _pct(d["foreground_iou"]), _pct(d["object_class_accuracy"])]))
     lines += ["", "## Learning curves", "", "![curves](curves.png)", "",
               "## CPU time per stage (user + system, this process and its children)", "",
-              "| Stage | CPU [s] | wall [s] |", "|---|---|---|"]
-    for s, v in result["cpu_s"].items():
-        lines.append(f"| {s} | {v:.0f} | {result['wall_s'][s]:.0f} |")
+              *markdown.table_lines(["Stage", "CPU [s]", "wall [s]"], [[s, f"{v:.0f}", f"{result['wall_s'][s]:.0f}"]
+                                                                  for s, v in result["cpu_s"].items()])]
     lines += [f"| total | {result['cpu_s_total']:.0f} ({result['cpu_s_total'] / 60:.1f} CPU-min) | |", ""]
     atomic_write_text(os.path.join(out, "results.md"), "\n".join(lines))
 

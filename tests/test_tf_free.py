@@ -15,7 +15,7 @@ TF_FREE_MODULES = {
     "fractals": ["tfsynth.fractals.ifs", "tfsynth.fractals.params_csv", "tfsynth.fractals.search",
                  "tfsynth.fractals.render", "tfsynth.fractals.dataset", "tfsynth.fractals.svd_sampler",
                  "tfsynth.fractals.online"],
-    "3D generation": ["tfsynth.shapes", "tfsynth.shapes.geometry", "tfsynth.shapes.procedural",
+    "3D generation": ["tfsynth.shapes", "tfsynth.shapes.geometry", "tfsynth.shapes.camera", "tfsynth.shapes.procedural",
                       "tfsynth.shapes.distance", "tfsynth.shapes.morph", "tfsynth.render", "tfsynth.render.scene",
                       "tfsynth.render.pool", "tfsynth.render.worker", "tfsynth.render.pyrender_backend",
                       "tfsynth.synth3d", "tfsynth.synth3d.config", "tfsynth.synth3d.classes",
@@ -43,8 +43,8 @@ TF_FREE_MODULES = {
                    "tfsynth.models.mask_rcnn.hdf5", "tfsynth.models.mask_rcnn.shapes",
                    "tfsynth.models.mask_rcnn.evaluate", "tfsynth.models.mask_rcnn.shapes_configs",
                    "mrcnn.config", "mrcnn.utils", "mrcnn.visualize"],
-    "shared": ["tfsynth.atomic", "tfsynth.workdir", "tfsynth.stats", "tfsynth.imagenet", "tfsynth.cli",
-               "experiments.common"],
+    "shared": ["tfsynth.quaternion", "tfsynth.markdown", "tfsynth.atomic", "tfsynth.workdir", "tfsynth.stats",
+               "tfsynth.imagenet", "tfsynth.cli", "experiments.common"],
 }
 
 _CHECK = """

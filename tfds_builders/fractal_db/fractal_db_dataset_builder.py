@@ -19,6 +19,10 @@ from tfsynth.fractals.dataset import FractalDBConfig, category_params, render_un
 class FractalDbBuilderConfig(tfds.core.BuilderConfig):
     fractal: FractalDBConfig = FractalDBConfig(num_categories=4)
 
+    @property
+    def num_classes(self) -> int:
+        return self.fractal.num_categories
+
 
 # 1,000 instances: 25 weight variants x 10 patch re-draws x 4 flips, 362 px, 200k points, patch_gray.
 _FULL = dict(image_size=362, num_points=200_000, draw_type="patch_gray")
@@ -69,7 +73,7 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(size, size, config.channels), encoding_format="png"),
-                "label": tfds.features.ClassLabel(num_classes=config.num_categories),
+                "label": tfds.features.ClassLabel(num_classes=self.builder_config.num_classes),
                 "params": tfds.features.Tensor(shape=(None, 7), dtype=np.float64,
                                                encoding=tfds.features.Encoding.BYTES),
                 "weight_index": tfds.features.Scalar(dtype=np.int32),

@@ -20,6 +20,10 @@ from tfsynth.synth3d.config import Synth3DConfig
 class Synth3dBuilderConfig(tfds.core.BuilderConfig):
     synth: Synth3DConfig = Synth3DConfig()
 
+    @property
+    def num_classes(self) -> int:
+        return self.synth.num_classes
+
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
@@ -76,7 +80,7 @@ class Synth3dBuilder(ShardChecksums, tfds.core.GeneratorBasedBuilder, skip_regis
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
-                "label": tfds.features.ClassLabel(num_classes=config.num_classes),
+                "label": tfds.features.ClassLabel(num_classes=self.builder_config.num_classes),
                 "rotation": tfds.features.Tensor(shape=(4,), dtype=f32),
                 "scale": tfds.features.Tensor(shape=(3,), dtype=f32),
                 "scale_axes": tfds.features.Tensor(shape=(2,), dtype=np.int32),

@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfsynth import markdown
 from tfsynth.dpc import data as dpc_data
 from tfsynth.dpc import geometry as geo
 from tfsynth.dpc import metrics
@@ -118,15 +119,14 @@ def load_real(source: str, data_dir: Optional[str] = None, max_images: int = 0) 
 
 def markdown_table(rows: list) -> str:
     """Seed Table 6.2 layout: Experiment | Dataset | Precision | Coverage | Chamfer distance | Accuracy | Median."""
-    lines = ["| Experiment | Dataset | Precision | Coverage | Chamfer distance | Accuracy | Median Error |",
-             "|---|---|---|---|---|---|---|"]
-    last = None
+    header = ["Experiment", "Dataset", "Precision", "Coverage", "Chamfer distance", "Accuracy", "Median Error"]
+    cells, last = [], None
     for r in rows:
         name = r["experiment"] if r["experiment"] != last else ""
         last = r["experiment"]
-        lines.append(f"| {name} | {r['dataset']} | {r['precision']:.2f} | {r['coverage']:.2f} | {r['chamfer']:.2f} "
-                     f"| {r['accuracy']:.2f} | {r['median_error_deg']:.2f} |")
-    return "\n".join(lines)
+        cells.append([name, r["dataset"], *(f"{r[k]:.2f}" for k in ("precision", "coverage", "chamfer", "accuracy",
+                                                                     "median_error_deg"))])
+    return markdown.table(header, cells)
 
 
 def run(experiments: dict, datasets: dict, out_dir: str, val_source: str = "", alignment: str = "icp",

@@ -1,101 +1,28 @@
-"""NumPy quaternions [w, x, y, z] and the DPC camera model without TensorFlow (TF-free).
+"""NumPy quaternions [w, x, y, z] (`tfsynth.quaternion`) and the DPC camera model without TensorFlow (TF-free).
 
-The camera convention is the one of `tfsynth.models.dpc.project` (the reference's): rotate by q (q p q*), the camera
-sits at x = -camera_distance looking along +x; image column u = f z / (x + d), row v = f y / (x + d), rows flipped so
-that +y is up. `silhouette_from_points` rasterises that projection without blur, to make training targets for
-synthetic point clouds and to draw predicted shapes sharply (the seed's §6.3 real-image metric).
+The camera model (`tfsynth.shapes.camera`, shared with the multi-view renderer) is the one of
+`tfsynth.models.dpc.project` (the reference's): rotate by q (q p q*), the camera sits at x = -camera_distance looking
+along +x; image column u = f z / (x + d), row v = f y / (x + d), rows flipped so that +y is up.
+`silhouette_from_points` rasterises that projection without blur, to make training targets for synthetic point clouds
+and to draw predicted shapes sharply (the seed's §6.3 real-image metric).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tfsynth.shapes import geometry as _shapes_geometry
-
-FOCAL_LENGTH = 1.875
-CAMERA_DISTANCE = 2.0
-
-
-def q_normalize(q):
-    q = np.asarray(q, np.float64)
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+from tfsynth import quaternion
+from tfsynth.shapes.camera import (CAMERA_DISTANCE, FOCAL_LENGTH, camera_position, camera_to_world,  # noqa: F401
+                                   project_points, quaternion_from_view)
 
 
-def q_multiply(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    w1, x1, y1, z1 = np.moveaxis(a, -1, 0)
-    w2, x2, y2, z2 = np.moveaxis(b, -1, 0)
-    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 + y1 * w2 + z1 * x2 - x1 * z2,
-                     w1 * z2 + z1 * w2 + x1 * y2 - y1 * x2], axis=-1)
-
-
-def q_conjugate(q):
-    return np.asarray(q, np.float64) * np.array([1.0, -1.0, -1.0, -1.0])
-
-
-def q_to_matrix(q):
-    """(..., 4) [w, x, y, z] -> (..., 3, 3) rotation matrices (q normalised first)."""
-    w, x, y, z = np.moveaxis(q_normalize(q), -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
-
-
-def matrix_to_q(m):
-    """(3, 3) rotation matrix -> [w, x, y, z] with w >= 0 (Shepperd's method, stable for any rotation)."""
-    return _shapes_geometry.matrix_to_quaternion(m)
-
-
-def q_rotate(points, q):
-    """(N, 3) points rotated by one quaternion: q p q*."""
-    return np.asarray(points, np.float64) @ q_to_matrix(q).T
-
-
-def random_quaternions(rng: np.random.Generator, n: int):
-    """Uniformly distributed rotations (normalised Gaussian 4-vectors), w >= 0."""
-    q = q_normalize(rng.normal(size=(n, 4)))
-    return q * np.where(q[:, :1] < 0, -1.0, 1.0)
-
-
-def quaternion_from_view(azimuth_deg, elevation_deg):
-    """The DPC camera quaternion for a camera at (azimuth, elevation) around the object's +y (up) axis.
-
-    The object is turned so that the viewing direction ends on +x: first by -azimuth about y, then by +elevation
-    about z, which puts the camera at height d sin(elevation) above the object. Image up stays +y.
-    """
-    az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
-    q_az = np.array([np.cos(-az / 2), 0.0, np.sin(-az / 2), 0.0])
-    q_el = np.array([np.cos(el / 2), 0.0, 0.0, np.sin(el / 2)])
-    return q_normalize(q_multiply(q_el, q_az))
-
-
-def camera_position(q, camera_distance: float = CAMERA_DISTANCE):
-    """Camera centre in object coordinates for DPC quaternion q (the point that q maps to (-d, 0, 0))."""
-    return q_to_matrix(q).T @ np.array([-camera_distance, 0.0, 0.0])
-
-
-def camera_to_world(q, camera_distance: float = CAMERA_DISTANCE):
-    """4x4 OpenGL camera pose (camera looks along its -z, +y up) in object coordinates for DPC quaternion q.
-
-    In the rotated frame the camera looks along +x with image right = +z and up = +y; the camera axes (right, up,
-    back) are therefore (+z, +y, -x) there, mapped back to object coordinates with R(q)^T.
-    """
-    r_t = q_to_matrix(q).T
-    pose = np.eye(4)
-    pose[:3, 0] = r_t @ np.array([0.0, 0.0, 1.0])
-    pose[:3, 1] = r_t @ np.array([0.0, 1.0, 0.0])
-    pose[:3, 2] = r_t @ np.array([-1.0, 0.0, 0.0])
-    pose[:3, 3] = camera_position(q, camera_distance)
-    return pose
-
-
-def project_points(points, q, focal_length: float = FOCAL_LENGTH, camera_distance: float = CAMERA_DISTANCE):
-    """(N, 3) -> (N, 3) (depth, v, u) as in `tfsynth.models.dpc.perspective_transform`."""
-    p = q_rotate(points, q)
-    z = p[:, 0] + camera_distance
-    return np.stack([p[:, 0], p[:, 1] * focal_length / z, p[:, 2] * focal_length / z], axis=-1)
+# The quaternion algebra under the DPC names; defined once in `tfsynth.quaternion`.
+q_normalize = quaternion.normalize
+q_multiply = quaternion.multiply
+q_conjugate = quaternion.conjugate
+q_to_matrix = quaternion.to_matrix
+matrix_to_q = quaternion.from_matrix
+q_rotate = quaternion.rotate
+random_quaternions = quaternion.random_gaussian
 
 
 def silhouette_from_points(points, q, size: int, radius: float = 1.0, focal_length: float = FOCAL_LENGTH,

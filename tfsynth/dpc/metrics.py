@@ -17,6 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from tfsynth.dpc import geometry as geo
+from tfsynth.shapes.geometry import voxel_downsample  # noqa: F401  (re-exported)
 
 
 def nearest_distances(source, target) -> np.ndarray:
@@ -38,16 +39,6 @@ def chamfer_table(per_view: np.ndarray) -> dict:
     """(models, views, 2) [precision, coverage] -> means x 100, as the reference prints them."""
     mean = np.mean(np.asarray(per_view, np.float64).reshape(-1, 2), axis=0) * 100.0
     return {"precision": float(mean[0]), "coverage": float(mean[1]), "chamfer": float(mean.sum())}
-
-
-def voxel_downsample(points, voxel: float = 0.01) -> np.ndarray:
-    """One point per occupied voxel: the mean of the points inside it (open3d's voxel_down_sample)."""
-    points = np.asarray(points, np.float64)
-    keys = np.floor(points / voxel).astype(np.int64)
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    sums = np.zeros((len(counts), 3))
-    np.add.at(sums, inverse.reshape(-1), points)
-    return (sums / counts[:, None]).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ azimuth U[0, 360) and elevation U[-20, 40] degrees, distance 2, with the DPC cam
 plane of width 1, i.e. a vertical field of view of 29.86 degrees) and a random number of point lights at random
 positions. Per view: RGB on white, mask, depth (eye-space distance along the viewing axis, 0 on the background), the
 4x4 camera-to-world extrinsic (OpenGL axes), the camera position and the DPC quaternion [w, x, y, z]
-(`tfsynth.dpc.geometry`: projecting the model with it reproduces the mask).
+(`tfsynth.shapes.camera`, DPC's camera: projecting the model with it reproduces the mask).
 Per model: ~100k points sampled on the faces, voxel-downsampled at 0.01 as the reference evaluation does.
 
 Sources: 'procedural' (ProcSynthDB meshes from `tfsynth.shapes.procedural`, or with family='vehicles' one coherent
@@ -26,8 +26,8 @@ from typing import Optional
 
 import numpy as np
 
-from tfsynth.dpc import geometry as geo
-from tfsynth.dpc.metrics import voxel_downsample
+from tfsynth.shapes import camera as dpc_camera
+from tfsynth.shapes.geometry import voxel_downsample
 from tfsynth.png import encode_png
 
 MESH_EXTENSIONS = (".obj", ".ply", ".glb", ".off")
@@ -286,8 +286,8 @@ def render_model(config: MultiviewConfig, split: str, key: str, path: str = "") 
     s = config.image_size
     out = {k: [] for k in ("images", "masks", "depths", "extrinsics", "camera_positions", "quaternions")}
     for a, e in zip(az, el):
-        q = geo.quaternion_from_view(a, e)
-        pose = geo.camera_to_world(q, config.camera_distance)
+        q = dpc_camera.quaternion_from_view(a, e)
+        pose = dpc_camera.camera_to_world(q, config.camera_distance)
         view = View(camera=Camera(pose=pose, yfov=config.yfov, znear=0.1, zfar=config.camera_distance + 5.0),
                     lights=random_lights(rng, config), pose=ObjectPose(), width=s, height=s,
                     ambient=(config.ambient,) * 3, background=(1.0, 1.0, 1.0, 0.0))

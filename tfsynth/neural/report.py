@@ -17,6 +17,8 @@ import os
 import re
 from typing import Iterable, Sequence
 
+from tfsynth import markdown
+
 __all__ = ["markdown_table", "write_csv", "write_reports", "format_rows", "plot_depth"]
 
 COLUMNS = [("model", "model"), ("region", "region"), ("layer", "layer"), ("depth", "depth"),
@@ -33,10 +35,8 @@ def _fmt(value) -> str:
 
 
 def markdown_table(rows: Sequence[dict], columns=COLUMNS) -> str:
-    header = "| " + " | ".join(title for _, title in columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(_fmt(row.get(key, "")) for key, _ in columns) + " |" for row in rows]
-    return "\n".join([header, rule, *body])
+    return markdown.table([title for _, title in columns],
+                          [[_fmt(row.get(key, "")) for key, _ in columns] for row in rows])
 
 
 def write_csv(path: str, rows: Sequence[dict], columns=COLUMNS) -> None:

@@ -19,6 +19,7 @@ import math
 import os
 from typing import Iterable, Optional, Sequence
 
+from tfsynth import markdown
 from tfsynth.segmentation import metrics
 
 STAGE_FILE = "stage.json"  # per stage: name, method, kind, data, class names (written when the stage starts)
@@ -60,11 +61,8 @@ def markdown_table(rows: Sequence[tuple[str, dict]], caption: Optional[str] = No
     """| Method | Micro Accuracy | Macro Accuracy | Micro IoU | Macro IoU | Micro F1 | Macro F1 |
     with 'p ± ci' cells."""
     header = ["Method", *(metrics.METRIC_TITLES[m] for m in metrics.METRICS)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, s in rows:
-        lines.append("| " + " | ".join([method, *(metrics.format_percent(s[m], s["ci"][m])
-                                                  for m in metrics.METRICS)]) + " |")
-    text = "\n".join(lines) + "\n"
+    text = markdown.table(header, [[method, *(metrics.format_percent(s[m], s["ci"][m]) for m in metrics.METRICS)]
+                                   for method, s in rows]) + "\n"
     return (caption + "\n\n" + text) if caption else text
 
 
@@ -81,14 +79,14 @@ def csv_table(rows: Sequence[tuple[str, dict]]) -> str:
 
 def per_class_table(rows: Sequence[tuple[str, dict]], class_names: Sequence[str], key: str = "iou") -> str:
     """Markdown: one row per class, one column per method, per-class IoU (or 'f1', 'recall') in percent."""
-    lines = ["| Class | " + " | ".join(m for m, _ in rows) + " |", "|" + "---|" * (len(rows) + 1)]
+    table = []
     for c, name in enumerate(class_names):
-        cells = []
+        cells = [name]
         for _, s in rows:
             v = s["per_class"][key][c]
             cells.append("n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.append(cells)
+    return markdown.table(["Class", *(m for m, _ in rows)], table) + "\n"
 
 
 def _curves(stages: Iterable[dict], alpha: float) -> dict[str, tuple[list[int], dict[str, list[float]]]]:

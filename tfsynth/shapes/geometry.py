@@ -1,54 +1,29 @@
 """Small geometry helpers shared by the mesh generators and the renderer (NumPy only, TF-free).
 
-Quaternions are [w, x, y, z] (scalar first, unit norm) and rotate column vectors: v' = R(q) v.
+Quaternions are [w, x, y, z] (scalar first, unit norm) and rotate column vectors: v' = R(q) v (`tfsynth.quaternion`).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from tfsynth import quaternion
 
 
 class MeshError(ValueError):
     """A generated mesh that is unusable (not watertight, degenerate, disconnected, ...)."""
 
 
-def random_quaternion(rng: np.random.Generator) -> np.ndarray:
-    """A rotation drawn uniformly from SO(3) (Shoemake 1992), as [w, x, y, z] with w >= 0."""
-    u1, u2, u3 = rng.random(3)
-    a, b = np.sqrt(1.0 - u1), np.sqrt(u1)
-    q = np.array([b * np.cos(2 * np.pi * u3), a * np.sin(2 * np.pi * u2), a * np.cos(2 * np.pi * u2),
-                  b * np.sin(2 * np.pi * u3)])
-    return q if q[0] >= 0 else -q
+# The quaternion helpers under the names the mesh and render code uses; defined once in `tfsynth.quaternion`.
+random_quaternion = quaternion.random_shoemake
+matrix_to_quaternion = quaternion.from_matrix
 
 
 def quaternion_to_matrix(q) -> np.ndarray:
-    """3x3 rotation matrix of a [w, x, y, z] quaternion (normalised first)."""
-    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    """3x3 rotation matrix of one [w, x, y, z] quaternion, normalised by np.linalg.norm of the 4-vector as given.
 
-
-def matrix_to_quaternion(r) -> np.ndarray:
-    """[w, x, y, z] (w >= 0) of a 3x3 rotation matrix."""
-    r = np.asarray(r, np.float64)
-    t = np.trace(r)
-    if t > 0:
-        s = 2.0 * np.sqrt(1.0 + t)
-        q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        q = [(r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-        q = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-        q = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s]
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
+    That norm can differ in the last bit from `quaternion.normalize`'s (a dot product versus a reduction), and the
+    ProcSynthDB / Synth3D meshes and renders depend on it bit for bit, hence this normalisation here."""
+    return quaternion.to_matrix(np.asarray(q, np.float64) / np.linalg.norm(q), unit=True)
 
 
 def random_unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -100,6 +75,16 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
     tri = vertices[faces[chosen]]
     return tri[:, 0] + u[:, None] * (tri[:, 1] - tri[:, 0]) + v[:, None] * (tri[:, 2] - tri[:, 0])
+
+
+def voxel_downsample(points, voxel: float = 0.01) -> np.ndarray:
+    """One point per occupied voxel: the mean of the points inside it (open3d's voxel_down_sample)."""
+    points = np.asarray(points, np.float64)
+    keys = np.floor(points / voxel).astype(np.int64)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(counts), 3))
+    np.add.at(sums, inverse.reshape(-1), points)
+    return (sums / counts[:, None]).astype(np.float32)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -11,9 +11,10 @@ Normalize(mean=0.2, std=0.5) on [0, 1] pixels, drop_last=True, seed 1. Base LR: 
 0.1 (`--lr` in args.py) while the paper's text says 0.01; we follow the code, pass `--lr 0.01` for the paper's.
 The official code trains on the whole of FractalDB with no validation phase, hence `eval_split=''` there.
 
-The Table 2 rows of "Beyond Flatland" (1000 classes in total, split evenly between the mixed datasets) are the
-`*_1k` configs below; they need the corresponding builders (`proc_synth_db`, `morph_synth_db`) to be present
-and built, and report a clear error listing the valid datasets otherwise.
+The Table 2 rows of "Beyond Flatland" (1000 classes in total, split evenly between the mixed datasets) are `COMBOS`,
+used by `--combo` and by the `*_1k` configs of `TABLE2_CONFIGS`; the class counts are the builders' own. They need
+the corresponding builders (`proc_synth_db`, `morph_synth_db`) to be present and built, and report a clear error
+listing the valid datasets otherwise.
 """
 from __future__ import annotations
 
@@ -115,32 +116,8 @@ def fractaldb_100() -> PretrainConfig:
     return PretrainConfig(data="fractal_db/100")
 
 
-def procsynthdb_1k() -> PretrainConfig:
-    """Table 2: ProcSynthDB, 1000 classes.  python -m train.pretrain --config procsynthdb_1k --workdir ..."""
-    return PretrainConfig(data="proc_synth_db/1k")
-
-
-def morphsynthdb_1k() -> PretrainConfig:
-    """Table 2: MorphSynthDB, 1000 classes.  python -m train.pretrain --config morphsynthdb_1k --workdir ..."""
-    return PretrainConfig(data="morph_synth_db/1k")
-
-
-def procsynth_fractal_1k() -> PretrainConfig:
-    """Table 2: ProcSynthDB + FractalDB, 500 classes each."""
-    return PretrainConfig(data="proc_synth_db/1k:500,fractal_db/1k:500")
-
-
-def procsynth_morphsynth_1k() -> PretrainConfig:
-    """Table 2: ProcSynthDB + MorphSynthDB, 500 classes each."""
-    return PretrainConfig(data="proc_synth_db/1k:500,morph_synth_db/1k:500")
-
-
-def procsynth_morphsynth_fractal_1k() -> PretrainConfig:
-    """Table 2: ProcSynthDB + MorphSynthDB + FractalDB, 333 classes each (999 in total)."""
-    return PretrainConfig(data="proc_synth_db/1k:333,morph_synth_db/1k:333,fractal_db/1k:333")
-
-
-# Table 2 of "Beyond Flatland": the six pre-training sets, as (dataset, share of the classes) per source.
+# Table 2 of "Beyond Flatland": the six pre-training sets, as (dataset, share of its classes) per source; the
+# `--combo` flag and the `*_1k` configs below both read it.
 COMBOS: dict[str, tuple] = {
     "fractal": (("fractal_db", 1.0),),
     "procsynth": (("proc_synth_db", 1.0),),
@@ -149,30 +126,54 @@ COMBOS: dict[str, tuple] = {
     "procsynth+morphsynth": (("proc_synth_db", 0.5), ("morph_synth_db", 0.5)),
     "all3": (("proc_synth_db", 1 / 3), ("morph_synth_db", 1 / 3), ("fractal_db", 1 / 3)),
 }
-COMBO_SCALES = {"1k": 1000, "small": 100, "tiny": 4}  # the datasets' config name -> its number of classes
+COMBO_SCALES = ("1k", "small", "tiny")  # dataset configs every Table 2 builder has (class counts: the builders')
+
+
+def builder_num_classes(dataset: str, config: str) -> int:
+    """Number of classes of a builder config of this project, read from the builder (imports TensorFlow Datasets)."""
+    import importlib
+
+    import tensorflow_datasets as tfds
+
+    try:
+        importlib.import_module(f"tfds_builders.{dataset}")
+    except Exception as e:  # noqa: BLE001 - any import failure of the builder is one line for the user
+        raise ConfigError(f"the {dataset} builder (tfds_builders.{dataset}) failed to import: "
+                          f"{type(e).__name__}: {e}") from e
+    return tfds.builder_cls(dataset).builder_configs[config].num_classes
 
 
 def combo_data_spec(name: str, scale: str = "1k") -> str:
     """The --data spec of a Table 2 combination at a dataset scale: e.g. ('all3', '1k') ->
     'proc_synth_db/1k:333,morph_synth_db/1k:333,fractal_db/1k:333'; ('procsynth+fractal', 'tiny') ->
-    'proc_synth_db/tiny:2,fractal_db/tiny:2'. Each source keeps floor(share x classes) >= 1 classes."""
+    'proc_synth_db/tiny:2,fractal_db/tiny:2'. Each source keeps floor(share x its classes) >= 1 classes."""
     if name not in COMBOS:
         raise ConfigError(f"unknown --combo {name!r}; valid: {', '.join(COMBOS)}")
     if scale not in COMBO_SCALES:
         raise ConfigError(f"unknown --combo_scale {scale!r}; valid: {', '.join(COMBO_SCALES)}")
-    total = COMBO_SCALES[scale]
-    return ",".join(f"{dataset}/{scale}:{max(1, int(share * total + 1e-9))}" for dataset, share in COMBOS[name])
+    return ",".join(f"{dataset}/{scale}:{max(1, int(share * builder_num_classes(dataset, scale) + 1e-9))}"
+                    for dataset, share in COMBOS[name])
+
+
+def _table2_config(combo: str) -> Callable[[], PretrainConfig]:
+    def config() -> PretrainConfig:
+        return PretrainConfig(data=combo_data_spec(combo, "1k"))
+
+    config.__doc__ = f"Table 2: {combo} at 1k ({combo_data_spec.__name__}({combo!r}, '1k'))."
+    return config
+
+
+# The Table 2 rows as --config names (FractalDB alone is `fractaldb_1k`, the official recipe, above).
+TABLE2_CONFIGS = {"procsynthdb_1k": "procsynth", "morphsynthdb_1k": "morphsynth",
+                  "procsynth_fractal_1k": "procsynth+fractal", "procsynth_morphsynth_1k": "procsynth+morphsynth",
+                  "procsynth_morphsynth_fractal_1k": "all3"}
 
 
 CONFIGS: dict[str, Callable[[], PretrainConfig]] = {
     "default": default,
     "fractaldb_1k": fractaldb_1k,
     "fractaldb_100": fractaldb_100,
-    "procsynthdb_1k": procsynthdb_1k,
-    "morphsynthdb_1k": morphsynthdb_1k,
-    "procsynth_fractal_1k": procsynth_fractal_1k,
-    "procsynth_morphsynth_1k": procsynth_morphsynth_1k,
-    "procsynth_morphsynth_fractal_1k": procsynth_morphsynth_fractal_1k,
+    **{name: _table2_config(combo) for name, combo in TABLE2_CONFIGS.items()},
 }
 
 

@@ -32,6 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from tfsynth.atomic import atomic_write, atomic_write_text
+from tfsynth.markdown import table_lines
 from tfsynth.stats import CONFIDENCE, mean_ci  # CONFIDENCE re-exported
 
 KIND_ORDER = {"scratch": 0, "backbone": 1, "reference": 2}
@@ -272,11 +273,7 @@ def build_table(records: Sequence[RunRecord]) -> TransferTable:
 # --- outputs ------------------------------------------------------------------------------------------------------
 
 def _markdown_grid(table: TransferTable, rows: Sequence[str], text, row_header: str) -> list[str]:
-    lines = [f"| {row_header} | " + " | ".join(table.columns) + " |", "|" + "---|" * (len(table.columns) + 1)]
-    for row in rows:
-        texts = [text(row, c) for c in table.columns]
-        lines.append(f"| {row} | " + " | ".join(texts) + " |")
-    return lines
+    return table_lines([row_header, *table.columns], ([row, *(text(row, c) for c in table.columns)] for row in rows))
 
 
 def markdown(table: TransferTable, caption: str = "", paired_caption: str = "",
