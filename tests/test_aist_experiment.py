@@ -1,4 +1,5 @@
-"""eval.aist: config validation, real-segmentation loading, and the tiny experiment end to end (slow)."""
+"""experiments.aist_shape_pose (the AIST shape & pose chain) and eval.aist (its evaluation): config validation,
+stage layout, real-segmentation loading, and the tiny experiment end to end (slow)."""
 import csv
 import json
 import os
@@ -6,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from tfsynth.aist import experiment
+from eval import aist as eval_aist
+from experiments import aist_shape_pose as experiment
 
 
 def test_config_validation_and_derived_configs():
@@ -30,12 +32,54 @@ def test_config_validation_and_derived_configs():
     assert experiment.dpc_config(experiment.cars(), "x", "y").steps == 600000
 
 
+def test_stages_and_what_each_reads():
+    cfg = experiment.tiny()
+    assert experiment.stage_names(cfg) == ["data", "aist-stylized2", "stylize-stylized2", "aist-stylized3",
+                                           "stylize-stylized3", "dpc-baseline", "dpc-stylized2", "dpc-stylized3",
+                                           "report"]
+    assert experiment.needs(cfg, "dpc-baseline") == ["data"]
+    assert experiment.needs(cfg, "dpc-stylized3") == ["data", "stylize-stylized3"]
+    assert experiment.needs(cfg, "report") == experiment.stage_names(cfg)[:-1]
+
+
+def test_a_stage_whose_inputs_are_missing_is_one_line(tmp_path, capsys):
+    from tfsynth.cli import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(experiment.main, user_errors=(ValueError,),
+                argv=["--config", "tiny", "--workdir", str(tmp_path / "w"), "--stage", "dpc-stylized2"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: dpc-stylized2: stages not done yet: data, stylize-stylized2\n"
+    with pytest.raises(SystemExit) as exit_info:  # inside the repository (not under runs/): refused before any work
+        run_cli(experiment.main, user_errors=(ValueError,),
+                argv=["--config", "tiny", "--workdir", os.path.join(experiment.REPO, "aist_exp_test_wd")])
+    assert exit_info.value.code == 2 and "is inside the repository" in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(experiment.REPO, "aist_exp_test_wd"))
+
+
+def test_eval_aist_flags_are_checked_before_any_work(tmp_path, capsys):
+    from tfsynth.cli import run_cli
+
+    base = ["--real", "x", "--workdir", str(tmp_path / "out")]
+    for argv, message in (
+            (["--model", "baseline", "--test", "original=tfds:a/b"], "--model expects NAME=VALUE, got 'baseline'"),
+            (["--model", "a=d", "--model", "a=e", "--test", "o=tfds:a/b"], "--model: name 'a' is repeated"),
+            (["--model", "a=d", "--test", "o=folder"], "--test: expected NAME=tfds:name/config[:split], got 'folder'"),
+            (["--model", "a=d", "--test", "o=tfds:a/b", "--align_models", "0"], "--align_models 0: must be >= 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(eval_aist.main, user_errors=(ValueError,), argv=argv + base)
+        assert exit_info.value.code == 2 and capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "out").exists()
+    assert eval_aist.with_test_split("tfds:a/b") == "tfds:a/b:test"
+    assert eval_aist.with_test_split("tfds:a/b:validation") == "tfds:a/b:validation"
+
+
 def test_real_segmentations_from_rgba_folder(tmp_path):
     from tfsynth.aist import standin
     from tfsynth.dpc import data as dpc_data
 
     folder = experiment.resolve_real("standin:3", str(tmp_path / "real"), 32, seed=1)
-    images, masks = experiment.load_real_segmentations(folder)
+    images, masks = eval_aist.load_real_segmentations(folder)
     ref = standin.standin_image(1, 0, 32)
     assert images.shape == (3, 32, 32, 3) and masks.shape == (3, 32, 32)
     np.testing.assert_array_equal(masks[0], ref[..., 3] > 127)
@@ -43,7 +87,7 @@ def test_real_segmentations_from_rgba_folder(tmp_path):
     with pytest.raises(experiment.ConfigError, match="standin:N"):
         experiment.resolve_real("standin:many", str(tmp_path / "x"), 32, 0)
     with pytest.raises(dpc_data.SourceError):
-        experiment.load_real_segmentations(str(tmp_path / "no_such_folder"))
+        eval_aist.load_real_segmentations(str(tmp_path / "no_such_folder"))
 
 
 def test_real_segmentations_from_tfds_rgba_image_feature(tmp_path):
@@ -67,7 +111,7 @@ def test_real_segmentations_from_tfds_rgba_image_feature(tmp_path):
                 yield i, {"image": standin.standin_image(5, i, 24)}
 
     AistExpTestReal(data_dir=str(tmp_path)).download_and_prepare()
-    images, masks = experiment.load_real_segmentations("tfds:aist_exp_test_real:test", str(tmp_path))
+    images, masks = eval_aist.load_real_segmentations("tfds:aist_exp_test_real:test", str(tmp_path))
     assert images.shape == (3, 24, 24, 3) and masks.shape == (3, 24, 24)
     refs = [standin.standin_image(5, i, 24) for i in range(3)]
     assert sorted(int(m.sum()) for m in masks) == sorted(int((r[..., 3] > 127).sum()) for r in refs)
@@ -76,15 +120,15 @@ def test_real_segmentations_from_tfds_rgba_image_feature(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_experiment_end_to_end(tmp_path):
-    """The whole chain of `python -m eval.aist --config tiny` (source build, AIST run, stylised dataset, DPC models,
-    evaluation), shortened for CI: one AIST run instead of two, 15 DPC steps, 6 real stand-ins (~2 min here)."""
-    from eval import aist as eval_aist
-
+    """The whole chain of `python -m experiments.aist_shape_pose --config tiny` (source build, AIST run, stylised
+    dataset, DPC models, evaluation by eval.aist), shortened for CI: one AIST run instead of two, 15 DPC steps, 6 real
+    stand-ins; then `python -m eval.aist` on its models reproduces the table, and a rerun does nothing."""
     wd = str(tmp_path / "exp")
     args = ["--config", "tiny", "--workdir", wd, "--real_test", "standin:6", "--dpc_steps", "15", "--aist_runs",
             "stylized2=tiny_less_constrained"]
-    res = eval_aist.main(args)
-    out = os.path.join(wd, "eval")
+    done = experiment.main(args)
+    assert list(done) == ["data", "aist-stylized2", "stylize-stylized2", "dpc-baseline", "dpc-stylized2", "report"]
+    out = os.path.join(wd, "report")
     for name in ("table.md", "table.csv", "real_table.md", "real_table.csv", "real_kde.png", "reality_gap_kde.png",
                  "results.json"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
@@ -108,7 +152,9 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert len(open(os.path.join(out, "real_table.md")).read().splitlines()) == 2 + 2
     with open(os.path.join(out, "results.json")) as f:
         saved = json.load(f)
-    assert saved["rows"] == json.loads(json.dumps(res["rows"]))
+    assert len(saved["rows"]) == 4 and saved["experiment"] == "aist_shape_pose"
+    assert saved["test_sets"] == {"original": "tfds:multiview_shapes/procedural_tiny:test",
+                                  "stylized2": "tfds:aist_stylized/stylized2:test"}
     agreement = saved["aist"]["stylized2"]["mask_agreement"]
     assert sorted(agreement) == ["test", "train", "validation"]
     assert 0.0 <= agreement["test"]["mean_iou"] <= 1.0 and agreement["train"]["views"] == 6 * 3
@@ -116,7 +162,21 @@ def test_tiny_experiment_end_to_end(tmp_path):
         "tiny_less_constrained")
     assert set(saved["dpc"]) == set(experiments) and len(saved["alignment_quaternions"]) == 2
     assert saved["dpc"]["baseline"]["last_logged"]["step"] == 15
-    # A rerun finds every stage done and only re-evaluates.
-    again = eval_aist.main(args)
-    assert again["rows"] == res["rows"]
-    assert again["timings_s"]["aist_stylized2_s"] < 5 and again["timings_s"]["dpc_baseline_s"] < 5
+    assert saved["settings"]["dpc_steps"] == 15 and set(saved["cpu_s"]) == set(done) - {"report"}
+
+    # eval.aist alone, on the experiment's models and data: the same table (one definition of the evaluation).
+    ev = str(tmp_path / "eval")
+    alone = eval_aist.main(["--model", f"baseline={wd}/dpc/baseline", "--model", f"stylized2={wd}/dpc/stylized2",
+                            "--test", "original=tfds:multiview_shapes/procedural_tiny",
+                            "--test", "stylized2=tfds:aist_stylized/stylized2", "--real", f"{wd}/real/test",
+                            "--data_dir", f"{wd}/tfds", "--align_models", "4", "--workdir", ev])
+    assert alone["rows"] == saved["rows"] and alone["real_disagreement"] == saved["real_disagreement"]
+    assert open(os.path.join(ev, "table.md")).read() == open(os.path.join(out, "table.md")).read()
+
+    # A rerun finds every stage done (markers and report untouched).
+    stamp = os.path.getmtime(os.path.join(out, "results.json"))
+    again = experiment.main(args)
+    assert again == json.loads(json.dumps(done)) and os.path.getmtime(os.path.join(out, "results.json")) == stamp
+    # Another config in the same workdir is refused.
+    with pytest.raises(ValueError, match="holds a run of another config"):
+        experiment.main(args + ["--seed", "1"])

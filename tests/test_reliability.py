@@ -98,7 +98,8 @@ def test_resume_into_another_jobs_workdir_refuses(tmp_path, capsys):
     ("train.shape_pose", ["--config", "tiny"]),
     ("train.aist", ["--config", "tiny"]),
     ("eval.neural.__main__", ["--model", "MODEL"]),
-    ("eval.aist", ["--config", "tiny"]),
+    ("eval.aist", ["--model", "m=MODEL", "--test", "t=tfds:a/b", "--real", "MODEL"]),
+    ("experiments.aist_shape_pose", ["--config", "tiny"]),
 ])
 def test_unwritable_workdir_is_one_line_before_any_data_work(job, argv, tmp_path, capsys):
     import importlib
@@ -155,7 +156,7 @@ def test_resumed_history_keeps_its_line_endings_byte_for_byte(tmp_path):
     ("tfsynth.dpc.configs", "steps", 0, "--steps 0: must be >= 1"),
     ("tfsynth.aist.configs", "ngf", 0, "--ngf 0: must be >= 1"),
     ("tfsynth.segmentation.configs", "ci_alpha", 0.0, "--ci_alpha 0.0: must be in (0, 1)"),
-    ("tfsynth.aist.experiment", "align_models", 0, "--align_models 0: must be >= 1"),
+    ("experiments.aist_shape_pose", "align_models", 0, "--align_models 0: must be >= 1"),
 ])
 def test_config_fields_are_checked_when_the_config_is_made(module, field, value, message):
     import importlib

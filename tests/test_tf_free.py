@@ -28,7 +28,7 @@ TF_FREE_MODULES = {
     "cleaning and AIST stand-ins": ["tfsynth.cleaning", "tfsynth.cleaning.filters", "tfsynth.cleaning.normalise",
                                     "tfsynth.cleaning.plots", "tfsynth.cleaning.stanford_cars",
                                     "tfsynth.aist.standin", "tfsynth.aist.target_domain", "tfsynth.aist.configs",
-                                    "experiments.aist_invariance"],
+                                    "experiments.aist_invariance", "experiments.aist_shape_pose", "eval.aist"],
     "transfer": ["tfsynth.transfer", "tfsynth.transfer.digits", "tfsynth.transfer.cv", "tfsynth.transfer.table",
                  "tfsynth.transfer.configs", "eval.transfer"],
     "neural": ["tfsynth.neural", "tfsynth.neural.metrics", "tfsynth.neural.fast_pls", "tfsynth.neural.ceiling",

@@ -97,24 +97,46 @@ def test_tiny_run_trains_every_stage_and_writes_everything(tiny_run, capsys):
 
 def test_eval_job_reproduces_the_run(tiny_run, tmp_path):
     workdir, results, _ = tiny_run
-    report = eval_job.main(["--workdir", workdir, "--out", str(tmp_path / "rep")])
+    report = eval_job.main(["--run", workdir, "--workdir", str(tmp_path / "rep")])
     assert report["tables"] == results["tables"]
     assert os.path.exists(tmp_path / "rep" / "figure5_f1.png")
     # Re-evaluating the saved model on the same split and sizes gives the run's last validation pass exactly.
     model = os.path.join(workdir, "transfer-perlin_tiny", "model.keras")
     out = eval_job.main(["--model", f"perlin={model}", "--data", "coco_seg20/tiny", "--data_dir", tiny_seg_data_dir(),
-                         "--eval_size", "32", "--batch_size", "4", "--out", str(tmp_path / "models")])
+                         "--eval_size", "32", "--batch_size", "4", "--workdir", str(tmp_path / "models")])
     final = _history(workdir, "transfer-perlin_tiny")[-1]
     assert out["scores"]["perlin"]["confusion_matrix"] == final["confusion_matrix"]
     assert out["scores"]["perlin"]["loss"] == pytest.approx(final["val_loss"], rel=1e-5)
     assert "| perlin |" in out["tables"]["models"]
     everything = eval_job.main(["--model", model, "--data", "coco_seg20/tiny", "--data_dir", tiny_seg_data_dir(),
-                                "--eval_size", "32", "--labels", "all", "--out", str(tmp_path / "all")])
+                                "--eval_size", "32", "--labels", "all", "--workdir", str(tmp_path / "all")])
     row = everything["scores"]["transfer-perlin_tiny"]
     expected = metrics.scores(final["confusion_matrix"], labels=range(21))
     assert row["macro_iou"] == pytest.approx(expected["macro_iou"]) and row["micro_accuracy"] == final["micro_accuracy"]
     with pytest.raises(ValueError, match="predicts 21 classes, noise_scenes/perlin_tiny has 4"):
         eval_job.main(["--model", model, "--data", "noise_scenes/perlin_tiny", "--data_dir", tiny_seg_data_dir()])
+
+
+def test_eval_job_old_workdir_usage_is_one_line_naming_the_new_flags(tmp_path, capsys, monkeypatch):
+    """`--workdir` is the output folder in every job; eval.segmentation's run is `--run` (it was `--workdir`, with
+    `--out` the output): the old forms stop at once, exit 2, with one line saying what to use."""
+    from tfsynth.cli import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    for argv, message in (
+            (["--workdir", "runs/seg", "--out", "rep"],
+             "--out is gone; the output folder is --workdir, as in every job: use --run runs/seg --workdir rep"),
+            (["--workdir", "runs/seg"],
+             "--workdir is the output folder now, as in every job: give the train.segment run as --run runs/seg"),
+            (["--model", "m.keras", "--out", "rep"],
+             "--out is gone; the output folder is --workdir, as in every job: use --workdir rep"),
+            ([], "give either --run (a train.segment run) or one or more --model"),
+            (["--run", "runs/seg", "--model", "m.keras"],
+             "give either --run (a train.segment run) or one or more --model")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(eval_job.main, user_errors=(ValueError,), argv=argv)
+        assert exit_info.value.code == 2 and capsys.readouterr().err == f"error: {message}\n", argv
+    assert os.listdir(tmp_path) == []
 
 
 def test_resume_skips_finished_stages_and_finishes_the_rest(tiny_run, tmp_path, capsys):

@@ -4,7 +4,7 @@
     python -m train.segment --config holm2022 --workdir runs/segment/holm2022         # the seed's experiment
     python -m train.segment --config holm2022 --workdir runs/segment/holm2022 --resume
     python -m train.segment --config tiny --auto_build --coco_dir DIR --data_dir /tmp/tfds   # ~1 min smoke run
-    python -m eval.segmentation --workdir runs/segment/holm2022                        # Tables 2-3, Figures 4-5
+    python -m eval.segmentation --run runs/segment/holm2022                            # Tables 2-3, Figures 4-5
 
 Every field of the selected config (tfsynth/segmentation/configs.py) is a flag that overrides it.
 """

@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 _MANUAL = """
 --manual_dir is a train.aist workdir holding G.keras (configs with an empty `run`), or a folder of such workdirs
 (configs with `run` set read <manual_dir>/<run>/G.keras). A config's `generator` field, when set, names the file
-directly and no manual dir is needed (the form `tfsynth.aist.experiment` uses).
+directly and no manual dir is needed (the form `experiments.aist_shape_pose` uses).
 """
 
 

@@ -170,8 +170,8 @@ _BEAM_CONTEXT = re.compile(r"\s*\[while running '[^']*'\]\s*$")
 
 def build_dataset(builder, download_config=None) -> None:
     """`builder.download_and_prepare(download_config=...)` for a build that this project starts itself (--auto_build,
-    eval.aist); a failure (no, a missing or a junk --manual_dir, ...) is a DataSpecError with the last line of the
-    50-90-line Beam/TFDS error only, which names the problem."""
+    experiments.aist_shape_pose); a failure (no, a missing or a junk --manual_dir, ...) is a DataSpecError with the
+    last line of the 50-90-line Beam/TFDS error only, which names the problem."""
     try:
         builder.download_and_prepare(download_config=download_config)
     except Exception as err:  # noqa: BLE001 - Beam wraps the builder's error in its own types; keep its last line

@@ -131,7 +131,7 @@ def holm2022() -> SegmentConfig:
         tfds build noise_scenes --imports tfds_builders.noise_scenes --config perlin   (and --config sc)
         tfds build coco_seg20 --imports tfds_builders.coco_seg20 --config 1k --manual_dir ~/data/coco
         python -m train.segment --config holm2022 --workdir runs/segment/holm2022
-        python -m eval.segmentation --workdir runs/segment/holm2022
+        python -m eval.segmentation --run runs/segment/holm2022
 
     Tables 2-3 and Figures 4-5 of the seed come from `eval.segmentation`. One GPU: about 3 h per synthetic
     dataset and 0.5 h per COCO run on an A100 (the seed's numbers).
