@@ -133,10 +133,10 @@ def small() -> ExperimentConfig:
     - network: first conv 8 filters (16), fully connected layers and codes 128 wide (1024);
     - training: Adam 1e-3 (1e-4, which needs the seed's 600,000 steps), batches of 4 models x 4 views (8 x 4),
       4,000 steps with known poses and 2,000 with learned poses (600,000): a learned-pose step projects 4 pose
-      candidates and costs 3.4x a known-pose step (5,000 were planned; cut to 2,000 when the run measured 0.4 CPU-s
-      per learned step on the shared machine, so that it fits one session); 1,500-step pilots on 300 training models already learned poses
-      (42.8 % at 30 degrees on held-out views) but not shapes closer than the mean training shape (Chamfer 7.8
-      against 4.4).
+      candidates and costs 3.4x a known-pose step (5,000 were planned; cut to 2,000 when the run measured 0.4
+      CPU-s per learned step on the shared machine, so that it fits one session); 1,500-step pilots on 300
+      training models already learned poses (42.8 % at 30 degrees on held-out views) but not shapes closer than
+      the mean training shape (Chamfer 7.8 against 4.4).
     """
     return ExperimentConfig(name="small", dataset="multiview_shapes/vehicles",
                             dpc=dict(_LAPTOP_DPC, log_every=50, checkpoint_every=500), known_steps=4000,

@@ -76,15 +76,18 @@ def test_flat_world_uses_the_proc_synth_classes(built):
 
 
 @pytest.mark.slow
-def test_cli_build_with_two_beam_workers_equals_in_process_build(built, tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TFSYNTH_SEARCH_WORKERS="1")
-    cmd = [str(Path(sys.executable).with_name("tfds")), "build", str(REPO / "tfds_builders" / "proc_synth_db"),
+@pytest.mark.parametrize("name", NAMES)
+def test_cli_build_with_two_beam_and_two_render_workers_equals_in_process_build(built, name, tmp_path):
+    """Worker invariance: 2 Beam worker processes, each with 2 render workers, give the bytes of the in-process
+    build with one render worker."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TFSYNTH_SEARCH_WORKERS="1", TFSYNTH_RENDER_WORKERS="2")
+    cmd = [str(Path(sys.executable).with_name("tfds")), "build", str(REPO / "tfds_builders" / name),
            "--config", "tiny", "--data_dir", str(tmp_path),
            "--beam_pipeline_options=runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"]
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
-    other = tfds.builder("proc_synth_db", config="tiny", data_dir=str(tmp_path))
-    ours = list(tfds.as_numpy(built["proc_synth_db"].as_dataset(split="train", shuffle_files=False)))
+    other = tfds.builder(name, config="tiny", data_dir=str(tmp_path))
+    ours = list(tfds.as_numpy(built[name].as_dataset(split="train", shuffle_files=False)))
     theirs = list(tfds.as_numpy(other.as_dataset(split="train", shuffle_files=False)))
     assert len(ours) == len(theirs) == 32
     for a, b in zip(ours, theirs):  # same keys -> same order; every feature equal
