@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import ShardChecksums
-from tfsynth.multiview.generate import SPLITS, MultiviewConfig, folder_meshes, folder_split, list_models
+from tfsynth.multiview.generate import (SPLITS, MultiviewConfig, beam_render, folder_meshes, folder_split,
+                                       list_models)
 
 _MANUAL = """
 shapenet_* configs: --manual_dir is the ShapeNetCore root (v1 `<synset>/<id>/model.obj` or v2
@@ -57,22 +58,6 @@ BUILDER_CONFIGS = [
          source="shapenet", synset="02691156"),
     _cfg("mesh_folder", "Any folder of meshes (manual dir), 5 views at 128 px.", source="folder"),
 ]
-
-
-def _render(item, config: MultiviewConfig):
-    from apache_beam.metrics import Metrics
-
-    from tfsynth.render.pool import WorkerError, get_pool
-
-    split, key, path = item
-    try:
-        key, ex = get_pool().call("tfsynth.multiview.generate:render_item", (config, split, key, path))
-    except WorkerError as err:  # an unreadable mesh is skipped and counted, not fatal
-        Metrics.counter("multiview_shapes", "skipped_models").inc()
-        print(f"multiview_shapes: skipped {split}/{key}: {str(err).strip().splitlines()[-1]}", flush=True)
-        return
-    Metrics.counter("multiview_shapes", "models").inc()
-    yield key, ex
 
 
 class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
@@ -127,4 +112,4 @@ class Builder(ShardChecksums, tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, config: MultiviewConfig, split: str):
         beam = tfds.core.lazy_imports.apache_beam
         items = [(split, key, path) for key, path in list_models(config, split)]
-        return beam.Create(items) | f"Render_{split}" >> beam.FlatMap(_render, config=config)
+        return beam.Create(items) | f"Render_{split}" >> beam.FlatMap(beam_render, config=config)

@@ -315,3 +315,23 @@ def render_item(args: tuple) -> tuple[str, dict]:
     ex["images"] = [encode_png(im) for im in ex["images"]]
     ex["masks"] = [encode_png(m[..., None] * 255) for m in ex["masks"]]
     return key, ex
+
+
+def beam_render(item: tuple, config: MultiviewConfig):
+    """The builder's Beam step: (split, key, path) -> [(key, example)], rendered in the process's TF-free render pool;
+    an unreadable mesh is skipped and counted. It lives here, not in the builder module, because `tfds build
+    <folder>` imports a builder under its folder's bare name, which Beam's worker processes cannot import when they
+    unpickle the step (`direct_num_workers=N`)."""
+    from apache_beam.metrics import Metrics
+
+    from tfsynth.render.pool import WorkerError, get_pool
+
+    split, key, path = item
+    try:
+        key, ex = get_pool().call("tfsynth.multiview.generate:render_item", (config, split, key, path))
+    except WorkerError as err:
+        Metrics.counter("multiview_shapes", "skipped_models").inc()
+        print(f"multiview_shapes: skipped {split}/{key}: {str(err).strip().splitlines()[-1]}", flush=True)
+        return
+    Metrics.counter("multiview_shapes", "models").inc()
+    yield key, ex
