@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from tfsynth.fractals.ifs import chaos_game, filling_rate, fit_to_image
+from tfsynth.fractals.ifs import chaos_game, fitted_filling_rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +58,7 @@ def draw_candidate(rs: np.random.RandomState, config: SearchConfig) -> np.ndarra
 
 def candidate_filling_rate(params: np.ndarray, uniforms: np.ndarray, config: SearchConfig) -> float:
     xs, ys = chaos_game(params, uniforms)
-    px, py = fit_to_image(xs, ys, config.image_size, config.pad)
-    return filling_rate(px, py, config.image_size)
+    return fitted_filling_rate(xs, ys, config.image_size, config.pad)
 
 
 def search_categories(n_categories: int, config: SearchConfig = SearchConfig(), progress=None):
