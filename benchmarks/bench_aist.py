@@ -13,7 +13,9 @@ import json
 import time
 
 
-def _step_seconds(weights_name: str, size: int, batch: int, steps: int) -> tuple[float, float]:
+def _step_seconds(weights_name: str, size: int, batch: int, steps: int, **widths) -> tuple[float, float]:
+    """Seconds (wall, CPU) per step after a traced warm-up step; `widths` (ngf, ndf, n_blocks) default to the
+    reference networks'."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -23,8 +25,12 @@ def _step_seconds(weights_name: str, size: int, batch: int, steps: int) -> tuple
     keras.utils.set_random_seed(0)
     weights = aist.PRESETS[weights_name]
     model = aist.AISTCycleGAN(image_size=size, channels=4, alpha_mode="channel", weights=weights,
-                              pool_size=50, batch_size=batch)
+                              pool_size=50, batch_size=batch, **widths)
     model.compile(g_optimizer=aist.adam(), d_optimizer=aist.adam())
+    # Slots built before tracing (as tfsynth.aist.training does): built on the first apply inside the tf.function,
+    # they would make it trace train_step twice.
+    model.g_optimizer.build(model.G.trainable_variables + model.F.trainable_variables)
+    model.d_optimizer.build(model.D_X.trainable_variables + model.D_Y.trainable_variables)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (batch, size, size, 4)).astype(np.float32)
     y = rng.uniform(-1, 1, (batch, size, size, 4)).astype(np.float32)

@@ -149,25 +149,28 @@ def _dpc_step(steps: int, quick: bool) -> dict:
             "s_per_step": round(wall / steps, 4), "cpu_s_per_step": round(cpu / steps, 3)}
 
 
-def _aist_steps(size: int, batch: int, steps: int) -> dict:
+def _aist_steps(size: int, batch: int, steps: int, widths: dict) -> dict:
     from benchmarks.bench_aist import _step_seconds
 
-    aist_wall, _ = _step_seconds("constrained", size, batch, steps)
-    base_wall, _ = _step_seconds("cyclegan", size, batch, steps)
-    return {"image_size": size, "batch_per_domain": batch, "aist_constrained_s_per_step": round(aist_wall, 4),
+    aist_wall, _ = _step_seconds("constrained", size, batch, steps, **widths)
+    base_wall, _ = _step_seconds("cyclegan", size, batch, steps, **widths)
+    return {"image_size": size, "batch_per_domain": batch, "network_widths": widths or "reference",
+            "aist_constrained_s_per_step": round(aist_wall, 4),
             "cyclegan_s_per_step": round(base_wall, 4), "ratio_aist_over_cyclegan": round(aist_wall / base_wall, 3)}
 
 
 def run(quick: bool = False, data: str | None = None, data_dir: str | None = None) -> dict:
-    if quick:  # every code path at toy sizes; XLA compiles ResNet-50 for about a minute on a CPU, so one variant
+    if quick:  # every code path at toy sizes; XLA compiles ResNet-50 for about a minute on a CPU, so one variant.
+        # Tracing the two reference-width generators (9 residual blocks) takes ~40 CPU-s per AIST model on a CPU,
+        # so the quick run's AIST and CycleGAN share toy widths (the same code path, one block).
         resnet = dict(size=32, batch=4, steps=2, variants=((False, False), (True, False)))
         pipe = dict(batch=8, batches=4, crop=224)
-        fcn, dpc_steps, aist = (32, 2, 2), 2, (32, 1, 1)
+        fcn, dpc_steps, aist = (32, 2, 2), 2, (32, 1, 1, dict(ngf=8, ndf=8, n_blocks=1))
     else:
         resnet = dict(size=224, batch=256, steps=20, variants=((False, False), (False, True), (True, False),
                                                                 (True, True)))
         pipe = dict(batch=256, batches=40, crop=224)
-        fcn, dpc_steps, aist = (512, 8, 10), 20, (256, 4, 10)
+        fcn, dpc_steps, aist = (512, 8, 10), 20, (256, 4, 10, {})
     result = {"benchmark": "gpu_suite", "quick": quick, **_device()}
     wall, _ = _timed(lambda: result.update(resnet50_training=resnet50_training(**resnet)))
     result["resnet50_training"]["wall_s"] = round(wall, 1)

@@ -53,10 +53,10 @@ import numpy as np
 
 from experiments.common import git_commit, read_json, run_stages, savez, write_json
 from tfsynth.atomic import atomic_write_text
+from tfsynth.workdir import RESULTS_NAME
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("cyclegan", "constrained", "less_constrained")
-RESULTS_JSON = "results.json"
 HIST_BINS = 8  # per RGB channel, for the appearance distance
 NEAR_BLACK = 25  # uint8: an RGB generator's output pixel with every channel <= this is background (Y's is black)
 
@@ -564,7 +564,7 @@ def stage_report(config: ExperimentConfig, workdir: str, command: str, partial: 
     _plot(config, workdir, markers, out)
     _y_sheet(workdir, out)
     _write_markdown(config, result, out)
-    write_json(os.path.join(out, RESULTS_JSON), result)
+    write_json(os.path.join(out, RESULTS_NAME), result)
     return {"report": out}
 
 
@@ -607,7 +607,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
         done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
     if publish:
         report = os.path.join(workdir, "report")
-        if not os.path.exists(os.path.join(report, RESULTS_JSON)):
+        if not os.path.exists(os.path.join(report, RESULTS_NAME)):
             raise ValueError(f"--publish: no report in {report} yet (run the report stage first)")
         os.makedirs(publish, exist_ok=True)
         shutil.copytree(report, publish, dirs_exist_ok=True)

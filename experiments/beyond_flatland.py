@@ -37,6 +37,7 @@ from experiments.common import cpu_seconds, git_commit, read_json, write_json
 from tfsynth import markdown
 from tfsynth.cli import run_cli
 from tfsynth.training import pretrain_configs
+from tfsynth.workdir import RESULTS_NAME
 
 SCRATCH = "scratch"
 STAGES = ("build", "pretrain", "finetune", "probe", "neural", "filters", "report")
@@ -210,7 +211,7 @@ def stage_pretrain(config: ExperimentConfig, workdir: str) -> dict:
     out = {}
     for source in config.sources:
         run_dir = os.path.join(workdir, "pretrain", source)
-        results_path = os.path.join(run_dir, "results.json")
+        results_path = os.path.join(run_dir, RESULTS_NAME)
         if not os.path.exists(results_path):
             n = datasets.load_mixture(data_spec(source, config.scale), "train[:90%]").num_examples
             pc = pretrain_config(config, source, n)
@@ -274,11 +275,11 @@ def stage_finetune(config: ExperimentConfig, workdir: str, ready_only: bool = Fa
         for seed in regime.seeds or config.seeds:
             for source in (SCRATCH,) + config.sources:
                 run_dir = finetune_dir(workdir, source, regime, seed)
-                if os.path.exists(os.path.join(run_dir, "results.json")):
+                if os.path.exists(os.path.join(run_dir, RESULTS_NAME)):
                     done += 1
                     continue
                 ready = source == SCRATCH or os.path.exists(os.path.join(workdir, "pretrain", source,
-                                                                         "results.json"))
+                                                                         RESULTS_NAME))
                 if (ready_only and not ready) or not _claim(run_dir):
                     pending += 1
                     continue
@@ -444,11 +445,11 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
         shutil.copy2(filters_png, os.path.join(out, "filters.png"))
     neural_dir = os.path.join(workdir, "neural", "simulated")
     has_depth = _plot_depth(os.path.join(neural_dir, "layer_scores.csv"), os.path.join(out, "predictivity_depth.png"))
-    neural = read_json(os.path.join(neural_dir, "results.json")) if os.path.exists(
-        os.path.join(neural_dir, "results.json")) else None
+    neural = read_json(os.path.join(neural_dir, RESULTS_NAME)) if os.path.exists(
+        os.path.join(neural_dir, RESULTS_NAME)) else None
     pretrain = {}
     for source in config.sources:
-        rp = os.path.join(workdir, "pretrain", source, "results.json")
+        rp = os.path.join(workdir, "pretrain", source, RESULTS_NAME)
         if os.path.exists(rp):
             r = read_json(rp)
             cpu_path = os.path.join(workdir, "pretrain", source, "cpu.json")
@@ -469,7 +470,7 @@ def stage_report(config: ExperimentConfig, workdir: str, config_name: str, comma
     md = _results_markdown(config, config_name, results, transfer["markdown"], probe_md, has_depth, neural_dir)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
         f.write(md)
-    write_json(os.path.join(out, "results.json"), results)
+    write_json(os.path.join(out, RESULTS_NAME), results)
     print(md)
     return results
 
@@ -538,14 +539,14 @@ def stage_done(workdir: str, stage: str, config: ExperimentConfig) -> bool:
         "probe": os.path.join(workdir, "probe", "probe.json"),
         "neural": os.path.join(workdir, "neural", "simulated", "done.json"),
         "filters": os.path.join(workdir, "filters", "filters.png"),
-        "report": os.path.join(workdir, "report", "results.json"),
+        "report": os.path.join(workdir, "report", RESULTS_NAME),
     }[stage]
     if stage == "build":
         return os.path.exists(marker) and "build" in read_json(marker)
     if stage == "pretrain":
-        return all(os.path.exists(os.path.join(workdir, "pretrain", s, "results.json")) for s in config.sources)
+        return all(os.path.exists(os.path.join(workdir, "pretrain", s, RESULTS_NAME)) for s in config.sources)
     if stage == "finetune":
-        return all(os.path.exists(os.path.join(finetune_dir(workdir, s, r, seed), "results.json"))
+        return all(os.path.exists(os.path.join(finetune_dir(workdir, s, r, seed), RESULTS_NAME))
                    for s in (SCRATCH,) + config.sources for r in config.regimes for seed in r.seeds or config.seeds)
     return os.path.exists(marker)
 

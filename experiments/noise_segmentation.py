@@ -42,11 +42,11 @@ from experiments.common import run_stages, git_commit, read_json, savez, write_j
 from tfsynth import markdown
 from tfsynth.atomic import atomic_write_text
 from tfsynth.segmentation import metrics
+from tfsynth.workdir import RESULTS_NAME
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASS_NAMES = ("background", "class_1", "class_2", "class_3")
 NUM_CLASSES = len(CLASS_NAMES)
-RESULTS_JSON = "results.json"
 # Label colours: each class's mean hue at HSL(h, 1, 0.5) (150, 250, 350 degrees), background black, as Figure 3.
 CLASS_COLOURS = np.array([(0, 0, 0), (0, 255, 128), (43, 0, 255), (255, 0, 43)], np.uint8)
 
@@ -584,7 +584,7 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
         "wall_s": {s: v["wall_s"] for s, v in stages.items()},
     }
     _write_markdown(config, result, fcn, baselines, name, out)
-    write_json(os.path.join(out, RESULTS_JSON), result)
+    write_json(os.path.join(out, RESULTS_NAME), result)
     return {"results_dir": out, "fcn_beats_baselines": beats, "cpu_s_total": result["cpu_s_total"]}
 
 
@@ -635,7 +635,7 @@ def _write_markdown(config, result, fcn, baselines, name, out) -> None:
     lines += [_summary(config, result, fcn, baselines), ""]
     lines += ["Command (from the repository root):", "", f"    {result['command']}", "",
               f"Commit `{result['git']['commit']}`" + (" (with uncommitted changes)" if result["git"]["dirty"] else "")
-              + f". Numbers: `{RESULTS_JSON}` (per seed, per class, bootstrap intervals).", ""]
+              + f". Numbers: `{RESULTS_NAME}` (per seed, per class, bootstrap intervals).", ""]
     n_train = f"the first {config.train_examples}" if config.train_examples else "all"
     lines += ["## What was shrunk (against the seed)", "",
               "| | seed (Holm 2022) | here |", markdown.rule(3),

@@ -48,11 +48,11 @@ import numpy as np
 
 from experiments.common import run_stages, git_commit, read_json, savez, write_json
 from tfsynth.atomic import atomic_write_text
+from tfsynth.workdir import RESULTS_NAME
 from tfsynth.dpc import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = ("known_pose", "learned_pose")
-RESULTS_JSON = "results.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -633,7 +633,7 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
              _summary_text(result), "",
              "Command (from the repository root):", "", f"    {result['command']}", "",
              f"Commit `{result['git']['commit']}`" + (" (with uncommitted changes)" if result["git"]["dirty"] else "")
-             + f". Numbers: `{RESULTS_JSON}` (per setting and seed). Chamfer distances are x 100, as the reference "
+             + f". Numbers: `{RESULTS_NAME}` (per setting and seed). Chamfer distances are x 100, as the reference "
              "prints them (non-squared nearest-neighbour distances, precision = prediction to truth, coverage = truth "
              "to prediction, their sum), on the held-out test models, every view.", ""]
     shrunk = (textwrap.dedent("    " + (small.__doc__ or "").split("Shrunk relative to the seed")[-1].split(":", 1)[-1])
@@ -734,7 +734,7 @@ def stage_report(config: ExperimentConfig, workdir: str, command: str) -> dict:
               "cpu_s": cpu, "wall_s": {s: m["wall_s"] for s, m in markers.items()},
               "cpu_s_total": round(sum(cpu.values()), 1)}
     _write_markdown(config, result, out)
-    write_json(os.path.join(out, RESULTS_JSON), result)
+    write_json(os.path.join(out, RESULTS_NAME), result)
     return {"report": out}
 
 
@@ -764,7 +764,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
     done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
     if publish:
         report = os.path.join(workdir, "report")
-        if not os.path.exists(os.path.join(report, RESULTS_JSON)):
+        if not os.path.exists(os.path.join(report, RESULTS_NAME)):
             raise ValueError(f"--publish: no report in {report} yet (run the report stage first)")
         os.makedirs(publish, exist_ok=True)
         shutil.copytree(report, publish, dirs_exist_ok=True)

@@ -26,6 +26,8 @@ from typing import Iterable, Mapping, Optional
 
 LOCK_NAME = ".lock"
 JOB_NAME = ".tfsynth_job"
+# A finished run's (or stage's, or report's) results: written last, so its presence marks the work as done.
+RESULTS_NAME = "results.json"
 _BOOKKEEPING = {LOCK_NAME, JOB_NAME}
 
 

@@ -25,6 +25,7 @@ from tfsynth.config_flags import add_job_flags, config_from_args as config_from_
 from tfsynth.transfer import configs
 from tfsynth.training.pretrain_configs import STRATEGIES
 from tfsynth.transfer.configs import ConfigError, FinetuneConfig
+from tfsynth.workdir import RESULTS_NAME
 
 REFERENCES = ("alexnet", "vgg16", "resnet50")
 ARCH_CHOICES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "alexnet", "vgg16")
@@ -97,7 +98,7 @@ def main(argv=None) -> dict:
         print(f"Fine-tuned {source.label} ({entry['arch']}) on {config.data}: top-1 {entry['top1']:.4f}, "
               f"top-5 {entry['top5']:.4f} on {config.eval_split} (centre crop {config.crop_size}), seed {config.seed}")
     print_fit_summary(results, config.epochs)
-    print(f"Model: {results['model']}\nResults: {os.path.join(os.path.abspath(workdir), 'results.json')}")
+    print(f"Model: {results['model']}\nResults: {os.path.join(os.path.abspath(workdir), RESULTS_NAME)}")
     print(f"TensorBoard: {results['tensorboard']}")
     return results
 

@@ -17,6 +17,8 @@ import json
 import os
 import time
 
+from tfsynth.workdir import RESULTS_NAME
+
 
 def main(argv=None) -> dict:
     from tfsynth.models.mask_rcnn.shapes_configs import CONFIGS
@@ -90,7 +92,7 @@ def main(argv=None) -> dict:
               "precise_bn_layers": recalibrated, "precise_bn_cpu_s": round(precise_bn_cpu_s, 1),
               "loss_per_epoch": [round(v, 4) for v in history["loss"]],
               "eval_images": args.eval_images, **evaluate(inference, shapes(args.eval_images, 1000))}
-    atomic_write_text(os.path.join(args.workdir, "results.json"), json.dumps(result, indent=1) + "\n")
+    atomic_write_text(os.path.join(args.workdir, RESULTS_NAME), json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("train_cpu_s", "voc_mask_map50")} | {
         "coco_segm_AP50": result["coco"]["segm"]["AP50"], "coco_bbox_AP": result["coco"]["bbox"]["AP"]}))
     return result

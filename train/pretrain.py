@@ -20,6 +20,7 @@ from tfsynth.cli import print_fit_summary, run_cli
 from tfsynth.config_flags import config_from_args as config_from_args_, job_parser, job_workdir
 from tfsynth.training import pretrain_configs
 from tfsynth.training.pretrain_configs import STRATEGIES, ConfigError, PretrainConfig
+from tfsynth.workdir import RESULTS_NAME
 
 
 def _add_combo_flags(run: argparse._ArgumentGroup) -> None:
@@ -62,7 +63,7 @@ def main(argv=None) -> dict:
               f"top-1 {ev['top1']:.4f}, top-5 {ev['top5']:.4f}, loss {ev['loss']:.4f}")
     print_fit_summary(results, config.epochs)
     print(f"Model: {results['model']}\nBackbone: {results['backbone']}\n"
-          f"Results: {os.path.join(os.path.dirname(results['model']), 'results.json')}")
+          f"Results: {os.path.join(os.path.dirname(results['model']), RESULTS_NAME)}")
     print(f"TensorBoard: {results['tensorboard']}")
     return results
 

@@ -17,6 +17,7 @@ from tfsynth.cli import run_cli
 from tfsynth.config_flags import config_from_args as config_from_args_, job_parser, job_workdir
 from tfsynth.segmentation import configs
 from tfsynth.segmentation.configs import ConfigError, SegmentConfig
+from tfsynth.workdir import RESULTS_NAME
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def main(argv=None) -> dict:
     for table in results["tables"].values():
         print(table)
     print(f"Report (tables, F1 curves): {results['report']}")
-    print(f"Results: {os.path.join(os.path.abspath(workdir), 'results.json')}")
+    print(f"Results: {os.path.join(os.path.abspath(workdir), RESULTS_NAME)}")
     print(f"Time this run: {results['wall_time_s_this_run']:.0f} s")
     print(f"TensorBoard: {results['tensorboard']}")
     return results

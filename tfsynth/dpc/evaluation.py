@@ -18,6 +18,7 @@ from tfsynth.dpc import data as dpc_data
 from tfsynth.dpc import geometry as geo
 from tfsynth.dpc import metrics
 from tfsynth.dpc.training import load_trained, predict
+from tfsynth.workdir import RESULTS_NAME
 
 
 def predict_set(model, config, data: dpc_data.MultiviewSet) -> dict:
@@ -159,7 +160,7 @@ def run(experiments: dict, datasets: dict, out_dir: str, val_source: str = "", a
                                                  "scores": v} for k, v in real_scores.items()}
         metrics.plot_kde_cdfs(real_scores, os.path.join(out_dir, "real_kde.png"))
     table = markdown_table(rows)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
+    with open(os.path.join(out_dir, RESULTS_NAME), "w") as f:
         json.dump(results, f, indent=2)
     with open(os.path.join(out_dir, "table.md"), "w") as f:
         f.write(table + "\n")

@@ -33,6 +33,7 @@ from tfsynth.dpc import data as dpc_data
 from tfsynth.dpc.configs import DPCConfig
 from tfsynth.models import dpc
 from tfsynth.training import checkpoint as ckpt_lib
+from tfsynth.workdir import RESULTS_NAME
 
 
 def build_model(config: DPCConfig) -> keras.Model:
@@ -250,7 +251,7 @@ def run(config: DPCConfig, workdir: str, resume: bool = False, data_dir: Optiona
         "train_models": len(train_set), "wall_time_s_this_run": time.time() - start,
         "tensorboard": f"tensorboard --logdir {os.path.join(os.path.abspath(workdir), 'logs')}",
     }
-    ckpt_lib.atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(results, indent=2))
+    ckpt_lib.atomic_write_text(os.path.join(workdir, RESULTS_NAME), json.dumps(results, indent=2))
     return results
 
 

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from tfsynth.fractals.ifs import chaos_game, filling_rate, fit_to_image
+from tfsynth.fractals.ifs import chaos_game, fitted_filling_rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +56,17 @@ def draw_candidate(rs: np.random.RandomState, config: SearchConfig) -> np.ndarra
     return params
 
 
-def candidate_filling_rate(params: np.ndarray, uniforms: np.ndarray, config: SearchConfig) -> float:
-    xs, ys = chaos_game(params, uniforms)
-    px, py = fit_to_image(xs, ys, config.image_size, config.pad)
-    return filling_rate(px, py, config.image_size)
+def candidate_filling_rate(params: np.ndarray, uniforms: np.ndarray, config: SearchConfig, buffers=None) -> float:
+    """`buffers`: optional (xs, ys, pixels) scratch arrays from `scratch_buffers`, reused across candidates."""
+    xs, ys, pixels = buffers if buffers is not None else (None, None, None)
+    xs, ys = chaos_game(params, uniforms, out=None if xs is None else (xs, ys))
+    return fitted_filling_rate(xs, ys, config.image_size, config.pad, scratch=pixels)
+
+
+def scratch_buffers(config: SearchConfig):
+    """Point and pixel arrays for `candidate_filling_rate` (fresh ones per candidate cost page faults)."""
+    return (np.empty(config.n_points, np.float64), np.empty(config.n_points, np.float64),
+            np.empty(config.image_size * config.image_size, np.bool_))
 
 
 def search_categories(n_categories: int, config: SearchConfig = SearchConfig(), progress=None):
@@ -68,11 +75,12 @@ def search_categories(n_categories: int, config: SearchConfig = SearchConfig(), 
     categories = []
     stats = SearchStats()
     start = time.process_time()
+    buffers = scratch_buffers(config)
     while len(categories) < n_categories:
         params = draw_candidate(rs, config)
         uniforms = rs.random_sample(config.n_points)
         stats.candidates += 1
-        if candidate_filling_rate(params, uniforms, config) >= config.threshold:
+        if candidate_filling_rate(params, uniforms, config, buffers) >= config.threshold:
             categories.append(params)
             if progress is not None:
                 progress(len(categories), stats.candidates)

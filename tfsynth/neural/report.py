@@ -18,6 +18,7 @@ import re
 from typing import Iterable, Sequence
 
 from tfsynth import markdown
+from tfsynth.workdir import RESULTS_NAME
 
 __all__ = ["markdown_table", "write_csv", "write_reports", "format_rows", "plot_depth"]
 
@@ -118,9 +119,9 @@ def write_reports(workdir: str, rows: Sequence[dict], layer_rows: Sequence[dict]
         if plot_depth(path, model, per_region, title_note=" (SIMULATED brain data)" if "SIMULATED" in title else ""):
             plots.append(path)
     paths["plots"] = plots
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+    with open(os.path.join(workdir, RESULTS_NAME), "w") as f:
         json.dump(results, f, indent=2, default=_json_default)
-    paths["json"] = os.path.join(workdir, "results.json")
+    paths["json"] = os.path.join(workdir, RESULTS_NAME)
     return paths
 
 

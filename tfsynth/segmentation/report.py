@@ -21,10 +21,10 @@ from typing import Iterable, Optional, Sequence
 
 from tfsynth import markdown
 from tfsynth.segmentation import metrics
+from tfsynth.workdir import RESULTS_NAME
 
 STAGE_FILE = "stage.json"  # per stage: name, method, kind, data, class names (written when the stage starts)
 HISTORY_FILE = "history.json"  # per stage: one entry per evaluation (epochs_completed 0 = before training)
-RESULTS_FILE = "results.json"  # per stage (and per run): written last; marks a finished stage / run
 
 
 def _read_json(path: str):
@@ -47,7 +47,7 @@ def load_run(workdir: str) -> dict:
         stage = _read_json(os.path.join(stage_dir, STAGE_FILE))
         history_path = os.path.join(stage_dir, HISTORY_FILE)
         stage["history"] = _read_json(history_path) if os.path.exists(history_path) else []
-        stage["finished"] = os.path.exists(os.path.join(stage_dir, RESULTS_FILE))
+        stage["finished"] = os.path.exists(os.path.join(stage_dir, RESULTS_NAME))
         stages.append(stage)
     return {"workdir": workdir, "config": run["config"], "stages": stages}
 

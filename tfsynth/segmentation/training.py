@@ -43,7 +43,7 @@ from tfsynth.segmentation.optim import GroupLRSGD, PolySchedule
 from tfsynth.training import callbacks as cb
 from tfsynth.training.checkpoint import (EpochCheckpoint, atomic_save_model, atomic_write, atomic_write_text,
                                          latest_checkpoint, latest_intact_checkpoint, restore_checkpoint)
-from tfsynth.workdir import check_resume_config
+from tfsynth.workdir import RESULTS_NAME, check_resume_config
 
 # Fields that may differ from the run's config.json on --resume (the others fix data, models and optimiser state).
 RESUME_MAY_CHANGE = ("auto_build", "coco_dir", "dilated_conv", "jit_compile", "eval_batch_size", "num_overlays",
@@ -201,7 +201,7 @@ def run_stage(stage: Stage, config: SegmentConfig, workdir: str, *, data_dir: Op
     verbose = keras_verbosity(verbose)
     start = time.time()
     stage_dir = os.path.join(workdir, stage.name)
-    results_path = os.path.join(stage_dir, report.RESULTS_FILE)
+    results_path = os.path.join(stage_dir, RESULTS_NAME)
     if os.path.exists(results_path):
         print(f"[{stage.name}] finished earlier: {results_path}", flush=True)
         return _read_json(results_path)
@@ -306,7 +306,7 @@ def run(config: SegmentConfig, workdir: str, *, resume: bool = False, data_dir: 
     start = time.time()
     workdir = os.path.abspath(workdir)
     stages = plan_stages(config)
-    results_path = os.path.join(workdir, report.RESULTS_FILE)
+    results_path = os.path.join(workdir, RESULTS_NAME)
     config_path = os.path.join(workdir, "config.json")
     if not resume and (os.path.exists(config_path) or os.path.exists(results_path)):
         raise FileExistsError(f"{workdir} already holds a run (config.json); pass --resume to continue it or choose "

@@ -34,7 +34,7 @@ from tfsynth.training.checkpoint import (EpochCheckpoint, atomic_save_model, ato
                                          latest_intact_checkpoint, restore_checkpoint)
 from tfsynth.training.optim import MultiStepSchedule, TorchSGD
 from tfsynth.training.pretrain_configs import STRATEGIES, PretrainConfig
-from tfsynth.workdir import check_resume_config
+from tfsynth.workdir import RESULTS_NAME, check_resume_config
 
 
 def make_strategy(name: str, tpu: Optional[str] = None) -> tf.distribute.Strategy:
@@ -204,10 +204,10 @@ def prepare_run(config, workdir: str, *, resume: bool = False, strategy: str = "
     start = time.time()
     workdir = os.path.abspath(workdir)
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    results_path = os.path.join(workdir, "results.json")
+    results_path = os.path.join(workdir, RESULTS_NAME)
     latest = latest_checkpoint(ckpt_dir)
     if not resume and (latest or os.path.exists(results_path)):
-        raise FileExistsError(f"{workdir} already holds a run ({'checkpoints' if latest else 'results.json'}); "
+        raise FileExistsError(f"{workdir} already holds a run ({'checkpoints' if latest else RESULTS_NAME}); "
                               "pass --resume to continue it or choose another --workdir")
     if resume:
         check_resume_config(workdir, config.to_dict(), RESUME_MAY_CHANGE)
@@ -264,7 +264,7 @@ def fit_classifier(setup: RunSetup, config, train_mix: datasets.Mixture, eval_mi
     initial_epoch, latest = setup.initial_epoch, setup.latest
     log_dir = os.path.join(out_dir, "logs")
     history_path = os.path.join(out_dir, "history.csv")
-    results_path = os.path.join(workdir, "results.json")
+    results_path = os.path.join(workdir, RESULTS_NAME)
 
     # Seed after the data are loaded: an automatic dataset build must not shift the initialisation.
     keras.utils.set_random_seed(config.seed)
@@ -354,7 +354,7 @@ def fit_classifier(setup: RunSetup, config, train_mix: datasets.Mixture, eval_mi
     }
     if on_results is not None:
         on_results(results)
-    atomic_write_text(os.path.join(out_dir, "results.json"), json.dumps(results, indent=2))
+    atomic_write_text(os.path.join(out_dir, RESULTS_NAME), json.dumps(results, indent=2))
     if not chief:
         shutil.rmtree(out_dir, ignore_errors=True)
     return results

@@ -38,6 +38,7 @@ from tfsynth.training.pretrain import fit_classifier, make_deterministic, prepar
 from tfsynth.transfer import cv
 from tfsynth.transfer.configs import FinetuneConfig
 from tfsynth.transfer.heads import Source, SourceError, build_finetune_model
+from tfsynth.workdir import RESULTS_NAME
 
 CV_HPARAMS = ("lr", "weight_decay", "fold", "role", "source", "data", "seed")
 
@@ -92,7 +93,7 @@ def _read_json(path: str):
 
 
 def _check_workdir(workdir: str, resume: bool, source: Source) -> None:
-    started = [name for name in ("results.json", "checkpoints", "cv") if os.path.exists(os.path.join(workdir, name))]
+    started = [name for name in (RESULTS_NAME, "checkpoints", "cv") if os.path.exists(os.path.join(workdir, name))]
     if started and not resume:
         raise FileExistsError(f"{workdir} already holds a run ({', '.join(started)}); pass --resume to continue it "
                               "or choose another --workdir")
@@ -198,7 +199,7 @@ def cross_validate(config: FinetuneConfig, workdir: str, source: Source, train_m
             trial_dir = os.path.join(cv_dir, cv.point_name(point), f"fold{f_index}")
             trial_config = config.replace(lr=point["lr"], weight_decay=point["weight_decay"], cv_folds=0,
                                           eval_split=config.train_split)
-            done = os.path.join(trial_dir, "results.json")
+            done = os.path.join(trial_dir, RESULTS_NAME)
             if os.path.exists(done):
                 results = _read_json(done)
                 print(f"[{name}] done before: held-out top-1 {results['transfer']['top1']:.4f}", flush=True)

@@ -34,6 +34,7 @@ import numpy as np
 from tfsynth.atomic import atomic_write, atomic_write_text
 from tfsynth.markdown import table_lines
 from tfsynth.stats import CONFIDENCE, mean_ci  # CONFIDENCE re-exported
+from tfsynth.workdir import RESULTS_NAME
 
 KIND_ORDER = {"scratch": 0, "backbone": 1, "reference": 2}
 
@@ -71,8 +72,8 @@ def find_results(roots: Sequence[str]) -> list[str]:
         if not os.path.isdir(root):
             raise FileNotFoundError(f"--runs {root} is neither a directory nor a results.json")
         for directory, _, files in os.walk(root):
-            if "results.json" in files:
-                found.add(os.path.abspath(os.path.join(directory, "results.json")))
+            if RESULTS_NAME in files:
+                found.add(os.path.abspath(os.path.join(directory, RESULTS_NAME)))
     return sorted(found)
 
 
