@@ -80,6 +80,12 @@ class ExperimentConfig:
     dpc_steps: int = 1000
     align_models: int = 50  # validation models for the global ICP alignment
     verbose: int = 2
+    alpha_diagnostic: float = 0.0  # > 0: one more `constrained` run (seed dpc_seed) with both alpha weights x this
+
+    @property
+    def diagnostic_model(self) -> str:
+        """The diagnostic run's model name ('' without one): `constrained` with the alpha weights scaled."""
+        return f"constrained_alpha{self.alpha_diagnostic:g}".replace(".", "p") if self.alpha_diagnostic else ""
 
     def __post_init__(self):
         if not self.models or not set(self.models) <= set(MODELS) or len(set(self.models)) != len(self.models):
@@ -88,6 +94,8 @@ class ExperimentConfig:
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
         if self.dpc_seed not in self.seeds:
             raise ValueError(f"dpc_seed {self.dpc_seed} must be one of the seeds {self.seeds}")
+        if self.alpha_diagnostic < 0:
+            raise ValueError(f"alpha_diagnostic must be >= 0, got {self.alpha_diagnostic}")
         if min(self.y_train, self.y_test, self.y_size, self.dpc_steps, self.align_models) < 1:
             raise ValueError("y_train, y_test, y_size, dpc_steps and align_models must be >= 1")
         for model in self.models:
@@ -106,8 +114,13 @@ class ExperimentConfig:
         unknown = sorted(set(self.aist) - fields)
         if unknown:
             raise ValueError(f"unknown AISTConfig field(s) in aist: {', '.join(unknown)}")
+        preset, extra = model, {}
+        if model and model == self.diagnostic_model:
+            base = configs.constrained()
+            preset = "constrained"
+            extra = {k: getattr(base, k) * self.alpha_diagnostic for k in ("lambda_alpha_G", "lambda_alpha_F")}
         try:
-            return configs.get_config(model).replace(**self.aist, x_data=x_data, y_data=y_data, seed=seed)
+            return configs.get_config(preset).replace(**self.aist, **extra, x_data=x_data, y_data=y_data, seed=seed)
         except ConfigError as err:
             raise ValueError(f"aist: {err}") from None
 
@@ -142,12 +155,14 @@ def small() -> ExperimentConfig:
       is 1), so that every model sees the same images; the feature-distance network Phi is a randomly initialised
       ResNet-18 (the seed's is ImageNet-trained, which cannot be downloaded here);
     - DPC: the `shape_pose` laptop network (32 px input, 2,000 points, 32^3 grid), learned poses, 1,000 steps.
+
+    Diagnosis run (added after the first seed's results): `constrained` with both alpha weights x 10, seed 1.
     """
     return ExperimentConfig(
         name="small", y_train=1500, y_test=300,
         aist=dict(image_size=32, ngf=16, ndf=16, n_blocks=4, batch_size=4, lr=4e-4, n_epochs=2, n_epochs_decay=2,
                   steps_per_epoch=250, num_panels=4),
-        dpc=dict(_LAPTOP_DPC), dpc_steps=1000, test_models=100, align_models=50)
+        dpc=dict(_LAPTOP_DPC), dpc_steps=1000, test_models=100, align_models=50, alpha_diagnostic=10.0)
 
 
 def tiny() -> ExperimentConfig:
@@ -158,7 +173,7 @@ def tiny() -> ExperimentConfig:
         aist=dict(image_size=32, ngf=8, ndf=8, n_blocks=1, batch_size=2, lr=1e-3, n_epochs=1, n_epochs_decay=1,
                   steps_per_epoch=3, num_panels=2, pool_size=4),
         dpc=dict(_LAPTOP_DPC, batch_models=2, views_per_model=2, log_every=10, checkpoint_every=15), dpc_steps=30,
-        align_models=4, panel_views=3, verbose=0)
+        align_models=4, panel_views=3, verbose=0, alpha_diagnostic=10.0)
 
 
 CONFIGS: dict[str, Callable[[], ExperimentConfig]] = {"small": small, "tiny": tiny}
@@ -169,7 +184,8 @@ CONFIGS: dict[str, Callable[[], ExperimentConfig]] = {"small": small, "tiny": ti
 
 def run_names(config: ExperimentConfig) -> list[str]:
     # Seed-major: every model's first seed is trained before any second seed, so a partial run compares models.
-    return [f"{model}-s{seed}" for seed in config.seeds for model in config.models]
+    runs = [f"{model}-s{seed}" for seed in config.seeds for model in config.models]
+    return runs + ([f"{config.diagnostic_model}-s{config.dpc_seed}"] if config.diagnostic_model else [])
 
 
 def train_sets(config: ExperimentConfig) -> list[str]:
@@ -439,7 +455,14 @@ def summarise(config: ExperimentConfig, markers: dict) -> dict:
                      and f"invariance-cyclegan-s{s}" in markers] for k in ("mean_iou", "appearance_tv_to_y")}
         if diffs["mean_iou"]:
             paired[f"{model} - cyclegan"] = {k: _ci(v) for k, v in diffs.items()}
-    return {"per_model": per_model, "paired": paired}
+    diagnostic = {}
+    keys = ("mean_iou", "appearance_tv_to_y", "output_object_fraction")
+    if config.diagnostic_model:
+        for model in ("cyclegan", "constrained", config.diagnostic_model):
+            marker = markers.get(f"invariance-{model}-s{config.dpc_seed}")
+            if marker:
+                diagnostic[model] = {k: marker[k] for k in keys}
+    return {"per_model": per_model, "paired": paired, "diagnostic": diagnostic}
 
 
 def _plot(config: ExperimentConfig, workdir: str, markers: dict, out: str) -> None:
@@ -522,6 +545,14 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
         lines += _table(["comparison", "mean IoU", "colour distance to Y"],
                         [[k, _fmt(v["mean_iou"]), _fmt(v["appearance_tv_to_y"])] for k, v in s["paired"].items()])
         lines += [""]
+    if s.get("diagnostic"):
+        lines += [f"Diagnosis: the same `constrained` run (seed {config.dpc_seed}) with both alpha weights x "
+                  f"{config.alpha_diagnostic:g} (lambda_alpha {2 * config.alpha_diagnostic:g} instead of 2), beside "
+                  "the seed-weighted runs of that seed:", ""]
+        lines += _table(["model (seed %d)" % config.dpc_seed, "mean IoU", "colour distance to Y",
+                         "object fraction of output"],
+                        [[m, f"{v['mean_iou']:.3f}", f"{v['appearance_tv_to_y']:.3f}",
+                          f"{v['output_object_fraction']:.3f}"] for m, v in s["diagnostic"].items()]) + [""]
     lines += ["![IoU distributions](iou.png)", "",
               f"## Panels (seed {config.dpc_seed}): x, G(x) over white (RGB CycleGAN: outside its outline), outline",
               "", "![panels](panels.png)", ""]

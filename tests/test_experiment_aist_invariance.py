@@ -41,7 +41,7 @@ def test_tiny_chain_writes_every_result_and_reruns_nothing(tiny_run, tmp_path):
     assert res["complete"] and res["missing_stages"] == []
     assert res["command"] == f"python -m experiments.aist_invariance --config tiny --workdir {workdir}"
     assert len(res["git"]["commit"]) == 40
-    assert set(res["runs"]) == {"cyclegan-s1", "constrained-s1", "less_constrained-s1"}
+    assert set(res["runs"]) == {"cyclegan-s1", "constrained-s1", "less_constrained-s1", "constrained_alpha10-s1"}
     for run in res["runs"].values():
         assert run["views"] == 20  # 4 held-out models x 5 views
         assert 0 <= run["mean_iou"] <= 1 and 0 <= run["appearance_tv_to_y"] <= 1
@@ -53,6 +53,7 @@ def test_tiny_chain_writes_every_result_and_reruns_nothing(tiny_run, tmp_path):
     assert base["y_object_fraction"] > base["x_object_fraction"]  # Y's outlines are larger: a reason to change them
     assert set(res["summary"]["per_model"]) == set(ai.MODELS)
     assert set(res["summary"]["paired"]) == {"constrained - cyclegan", "less_constrained - cyclegan"}
+    assert set(res["summary"]["diagnostic"]) == {"cyclegan", "constrained", "constrained_alpha10"}
     rows = res["table"]
     assert [(r["experiment"], r["dataset"]) for r in rows] == [(e, d) for e in ai.train_sets(config)
                                                                for d in ai.train_sets(config)]
@@ -123,6 +124,12 @@ def test_bad_flags_and_configs_fail_in_one_line(tmp_path):
         ai.ExperimentConfig(name="x", seeds=(1, 2), dpc_seed=3)
     with pytest.raises(ValueError, match="models"):
         ai.ExperimentConfig(name="x", models=("pix2pix",))
+    with pytest.raises(ValueError, match="alpha_diagnostic"):
+        ai.ExperimentConfig(name="x", alpha_diagnostic=-1.0)
+    diag = ai.ExperimentConfig(name="x", alpha_diagnostic=10.0)
+    acfg = diag.aist_config(diag.diagnostic_model, 1, "x", "y")
+    assert (diag.diagnostic_model, acfg.lambda_alpha_G, acfg.lambda_alpha_F) == ("constrained_alpha10", 20.0, 20.0)
+    assert acfg.lambda_resdist_G == 1.75 and ai.run_names(diag)[-1] == "constrained_alpha10-s1"
     proc = _run("--config", "tiny", "--workdir", os.path.join(REPO, "experiments_out"))
     assert proc.returncode != 0 and "inside the repository" in proc.stderr
 
