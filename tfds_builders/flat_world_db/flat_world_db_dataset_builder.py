@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tfds_builders.proc_synth_db.synth3d_builder import Synth3dBuilder, Synth3dBuilderConfig
-from tfds_builders.morph_synth_db.morph_synth_db_dataset_builder import BUILDER_CONFIGS as MORPH_CONFIGS
-from tfds_builders.proc_synth_db.proc_synth_db_dataset_builder import BUILDER_CONFIGS as PROC_CONFIGS
+from tfds_builders.synth3d_base import MORPH_CONFIGS, PROC_CONFIGS, Synth3dBuilder, Synth3dBuilderConfig
 
 
 def _flat(config: Synth3dBuilderConfig, suffix: str) -> Synth3dBuilderConfig:

@@ -1,4 +1,9 @@
-"""Shared TFDS builder of the 3D procedural datasets (proc_synth_db, morph_synth_db, flat_world_db).
+"""Shared TFDS builder base and configs of the 3D procedural datasets (proc_synth_db, morph_synth_db, flat_world_db).
+
+A neutral home next to the builders' folders, so that no builder imports a sibling builder: each builder module
+subclasses `Synth3dBuilder` and takes its configs from here (FlatWorldDB derives its own from PROC_CONFIGS and
+MORPH_CONFIGS). `_render` runs in Beam workers; it lives in this importable module (`tfds_builders.synth3d_base`),
+never in a path-loaded builder file, which Beam workers could not unpickle.
 
 The builder process imports TensorFlow, so it never renders: the class search and the renders run in TF-free
 worker processes (`tfsynth.render.pool`), which return PNG bytes and NumPy metadata. This also holds for Beam's
@@ -13,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import ShardChecksums
+from tfsynth.shapes.morph import MorphConfig
 from tfsynth.synth3d.config import Synth3DConfig
 
 
@@ -23,6 +29,33 @@ class Synth3dBuilderConfig(tfds.core.BuilderConfig):
     @property
     def num_classes(self) -> int:
         return self.synth.num_classes
+
+
+def _config(source: str, name: str, description: str, **fields) -> Synth3dBuilderConfig:
+    return Synth3dBuilderConfig(name=name, description=description, synth=Synth3DConfig(source=source, **fields))
+
+
+PROC_CONFIGS = [  # proc_synth_db
+    _config("proc", "tiny", "4 classes x 8 instances at 64 px: tests and demo (seconds).",
+            num_classes=4, instances_per_class=8, image_size=64, instances_per_unit=4),
+    _config("proc", "small", "100 classes x 20 instances at 128 px: a few CPU-minutes.",
+            num_classes=100, instances_per_class=20, image_size=128, instances_per_unit=20),
+    # 362 px as FractalDB-1k: the Table 2 mixtures then share one recipe (random 224 crops of 362 px images).
+    _config("proc", "1k", "1,000 classes x 1,000 instances at 362 px, FractalDB-1k's size (Table 2 of Beyond "
+            "Flatland).", num_classes=1000, instances_per_class=1000, image_size=362, instances_per_unit=250),
+]
+
+MORPH_CONFIGS = [  # morph_synth_db
+    _config("morph", "tiny", "4 classes (morphs of 2 base meshes resampled to 600 vertices) x 8 instances at 64 px: "
+            "tests and demo.", num_classes=4, instances_per_class=8, image_size=64, instances_per_unit=4,
+            morph_base_classes=2, morph=MorphConfig(target_vertices=600)),
+    _config("morph", "small", "100 classes (morphs of 20 base meshes) x 20 instances at 128 px: a few CPU-minutes.",
+            num_classes=100, instances_per_class=20, image_size=128, instances_per_unit=20, morph_base_classes=20),
+    _config("morph", "1k", "1,000 classes (10 morphs of each of the first 100 ProcSynthDB meshes) x 1,000 instances "
+            "at 362 px, FractalDB-1k's size (Table 2 of Beyond Flatland).",
+            num_classes=1000, instances_per_class=1000, image_size=362, instances_per_unit=500,
+            morph_base_classes=100),
+]
 
 
 def _env_int(name: str, default: int) -> int:
