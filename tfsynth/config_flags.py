@@ -11,7 +11,7 @@ import inspect
 import os
 import re
 import typing
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from tfsynth.cli import exit_on
 
@@ -56,11 +56,62 @@ def check_ranges(config, rules: Mapping[str, str]) -> None:
                 raise ConfigError(f"--{name} {shown}: {what} {kind}{rule_text}")
 
 
+def after(name: str, default: Any):
+    """The default of a field that a subclass adds to a config dataclass, placed after the (inherited) field `name`
+    in `config_fields` order (flags, `to_dict`): `cv_folds: int = after("weight_decay", 0)  # help`."""
+    return dataclasses.field(default=default, metadata={"after": name})
+
+
+def config_fields(config) -> list[dataclasses.Field]:
+    """The fields of a config dataclass (class or instance) in flag and `to_dict` order: declaration order (base
+    classes first), except that a field declared with `after(name, ...)` follows the field `name`."""
+    fields = list(dataclasses.fields(config))
+    ordered = [f for f in fields if "after" not in f.metadata]
+    for field in fields:
+        if "after" in field.metadata:
+            names = [f.name for f in ordered]
+            ordered.insert(names.index(field.metadata["after"]) + 1, field)
+    return ordered
+
+
+class ConfigMixin:
+    """`replace`, `to_dict` and the validation of the config dataclasses (put it before the dataclass fields'
+    classes, i.e. first among the bases of the first config class).
+
+    A config class sets `RANGES` (field -> `check_ranges` rule) and may override `validate` (checks across fields,
+    returns self); both run when a config is made, ranges first."""
+
+    RANGES: Mapping[str, str] = {}
+
+    def __post_init__(self):
+        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
+        check_ranges(self, self.RANGES)
+        self.validate()
+
+    def validate(self):
+        return self
+
+    def replace(self, **overrides):
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        """{field: value} in `config_fields` order, tuples as lists (as in the workdir's config.json)."""
+        values = dataclasses.asdict(self)
+        return {f.name: list(values[f.name]) if isinstance(values[f.name], tuple) else values[f.name]
+                for f in config_fields(self)}
+
+
 def field_help(config_cls) -> dict[str, str]:
-    """The trailing `# comment` of each field of `config_cls` (less a final `# noqa: ...`), used as its flag's help."""
-    source = inspect.getsource(config_cls)
-    return {m[1]: m[2].strip()
-            for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.*?)(?:\s+#\s*noqa\b.*)?$", source, re.M)}
+    """The trailing `# comment` of each field of `config_cls` (less a final `# noqa: ...`), used as its flag's help;
+    a field declared again in a subclass takes the subclass's comment."""
+    helps = {}
+    for cls in reversed(config_cls.__mro__):
+        if "__dataclass_fields__" not in vars(cls):
+            continue
+        source = inspect.getsource(cls)
+        helps.update({m[1]: m[2].strip() for m in
+                      re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.*?)(?:\s+#\s*noqa\b.*)?$", source, re.M)})
+    return helps
 
 
 def _tuple_parser(item_type):
@@ -74,7 +125,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
     group = parser.add_argument_group("config fields (override the selected --config)")
     helps = field_help(config_cls)
     hints = typing.get_type_hints(config_cls)
-    for field in dataclasses.fields(config_cls):
+    for field in config_fields(config_cls):
         hint = hints[field.name]
         kwargs = {"default": None, "help": helps.get(field.name, "").replace("%", "%%")}
         if hint is bool:

@@ -38,7 +38,7 @@ DILATED_CONV = ("auto", "native", "im2col")
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmentConfig:
+class SegmentConfig(config_flags.ConfigMixin):
     """Every hyper-parameter of a segmentation run. Each field is also a command-line flag of train.segment."""
 
     # --- data ---
@@ -83,6 +83,7 @@ class SegmentConfig:
     seed: int = 1  # data order, augmentation and initialisation all derive from it
 
     def __post_init__(self):
+        """All checks across fields in one message, then the ranges (not ConfigMixin's order: its messages kept)."""
         problems = []
         if self.transfer not in TRANSFER_MODES:
             problems.append(f"transfer must be one of {TRANSFER_MODES}, got {self.transfer!r}")
@@ -106,12 +107,6 @@ class SegmentConfig:
         if problems:
             raise ConfigError("; ".join(problems))
         config_flags.check_ranges(self, SEGMENT_RANGES)  # every other field with a valid range, one line
-
-    def replace(self, **overrides) -> "SegmentConfig":
-        return dataclasses.replace(self, **overrides)
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 # Valid values of the fields (tfsynth.config_flags.check_ranges rules).

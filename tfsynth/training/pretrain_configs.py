@@ -23,63 +23,18 @@ from typing import Callable, Optional
 
 from tfsynth import config_flags
 from tfsynth.config_flags import ConfigError  # noqa: F401  (re-exported)
+from tfsynth.training.config import STRATEGIES, TRAIN_RANGES, TrainConfig  # noqa: F401  (STRATEGIES re-exported)
 
-
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")  # --strategy choices (tf.distribute)
-
-
+PRETRAIN_RANGES = {**TRAIN_RANGES, "arch": "{resnet18, resnet34, resnet50, resnet101, resnet152}"}  # check_ranges
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainConfig:
-    """Every hyper-parameter of a pre-training run. Each field is also a command-line flag of train.pretrain."""
+class PretrainConfig(TrainConfig):
+    """Every hyper-parameter of a pre-training run. Each field is also a command-line flag of train.pretrain.
 
-    # --- data ---
-    data: str = "fractal_db/1k"  # --data spec, e.g. 'fractal_db/1k:500,proc_synth_db/1k:500'
-    train_split: str = "train"  # TFDS split (slicing allowed, e.g. 'train[:75%]')
-    eval_split: str = ""  # held-out split evaluated with a centre crop; '' = none
-    auto_build: bool = False  # build missing datasets (Beam DirectRunner) before training
-    resize: int = 0  # shorter side resized to this (bilinear, antialiased) before cropping; 0 = keep (the recipe)
-    crop_size: int = 224  # RandomCrop size (train) and CenterCrop size (eval)
-    shuffle_buffer: int = 20_000  # examples (encoded) in the per-epoch shuffle buffer
-    mean: tuple[float, ...] = (0.2, 0.2, 0.2)  # per-channel normalisation on [0, 1] pixels (official code)
-    std: tuple[float, ...] = (0.5, 0.5, 0.5)  # per-channel std on [0, 1] pixels (official code)
-    # --- model ---
-    arch: str = "resnet50"  # resnet18|34|50|101|152 (tfsynth.models.resnet, torchvision layout)
-    mixed_precision: bool = False  # mixed_float16 (mixed_bfloat16 on TPU); logits and softmax stay float32
-    # --- optimisation (torch.optim.SGD + MultiStepLR semantics) ---
-    batch_size: int = 256  # global batch, split across replicas
-    epochs: int = 90  # passes over the training split (each drops the last partial batch)
-    lr: float = 0.1  # official code default; the paper's text says 0.01
-    lr_milestones: tuple[int, ...] = (30, 60)  # epochs at which the LR is multiplied by lr_gamma
-    lr_gamma: float = 0.1  # LR factor at each milestone
-    momentum: float = 0.9  # PyTorch-style momentum buffer
-    weight_decay: float = 1e-4  # coupled L2 on every trainable variable, added to the gradient before momentum
-    # --- evaluation / bookkeeping ---
-    eval_batch_size: int = 256  # batch for the held-out evaluation
-    validation_freq: int = 1  # evaluate eval_split every N epochs during training (0: only at the end)
-    keep_checkpoints: int = 2  # newest per-epoch checkpoints kept in <workdir>/checkpoints
-    seed: int = 1  # data order, crops and initialisation all derive from it
-    deterministic: bool = True  # deterministic ops + 1 inter-op thread (cf. cudnn.deterministic); bitwise for ResNet-18 on CPU  # noqa: E501
+    The fields, defaults and flag help are TrainConfig's (the pre-training recipe); `arch` is also checked."""
 
-    def __post_init__(self):
-        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
-        config_flags.check_ranges(self, PRETRAIN_RANGES)
-
-    def replace(self, **overrides) -> "PretrainConfig":
-        return dataclasses.replace(self, **overrides)
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-
-# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
-PRETRAIN_RANGES = {
-    "crop_size": ">= 1", "shuffle_buffer": ">= 1", "batch_size": ">= 1", "epochs": ">= 1", "lr": "> 0",
-    "lr_milestones": ">= 1", "lr_gamma": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0", "eval_batch_size": ">= 1",
-    "validation_freq": ">= 0", "keep_checkpoints": ">= 1", "std": "> 0",
-    "arch": "{resnet18, resnet34, resnet50, resnet101, resnet152}",
-}
+    RANGES = PRETRAIN_RANGES
 
 
 def default() -> PretrainConfig:

@@ -22,61 +22,47 @@ import dataclasses
 from typing import Callable, Optional
 
 from tfsynth import config_flags
-from tfsynth.config_flags import ConfigError  # noqa: F401  (re-exported)
+from tfsynth.config_flags import ConfigError, after  # noqa: F401  (ConfigError re-exported)
 from tfsynth.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from tfsynth.training.config import TRAIN_RANGES, TrainConfig
 
+# Valid values of the fields (tfsynth.config_flags.check_ranges rules): TrainConfig's and these.
+FINETUNE_RANGES = {**TRAIN_RANGES, "resize": ">= 0", "cv_folds": ">= 0"}
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    """Every hyper-parameter of a fine-tuning run. Each field is also a command-line flag of train.finetune."""
+class FinetuneConfig(TrainConfig):
+    """Every hyper-parameter of a fine-tuning run. Each field is also a command-line flag of train.finetune.
+
+    TrainConfig's fields, those declared here with the fine-tuning recipe's default and help; the fields of
+    fine-tuning only (`after`) keep their place among them in the flags and config.json."""
 
     # --- data ---
     data: str = "cifar10"  # downstream TFDS dataset[/config] with 'image' and ClassLabel 'label' features
     train_split: str = "train"  # TFDS split fine-tuned on (the CV search folds this split only)
     eval_split: str = "test"  # split of the reported top-1 (centre crops); '' = none
     auto_build: bool = False  # build the downstream dataset when missing (TFDS download_and_prepare)
-    images_per_class: int = 0  # low-data regime: fine-tune on this many train_split images per class, drawn per
+    images_per_class: int = after("auto_build", 0)  # low-data regime: fine-tune on this many train_split images per class, drawn per  # noqa: E501
     #                            seed (tfsynth.transfer.cv.per_class_sample); 0 = the whole split
     resize: int = 256  # shorter side resized to this (bilinear, as torchvision Resize) before cropping; 0 = keep
-    crop_size: int = 224  # RandomCrop size (train) and CenterCrop size (eval)
-    shuffle_buffer: int = 20_000  # examples (encoded) in the per-epoch shuffle buffer
     mean: tuple[float, ...] = IMAGENET_MEAN  # per-channel normalisation on [0, 1] pixels (official fine-tuning code)
     std: tuple[float, ...] = IMAGENET_STD  # per-channel std on [0, 1] pixels (official fine-tuning code)
-    keep_source_normalization: bool = False  # use the .keras source's own 'normalize' mean/std instead
+    keep_source_normalization: bool = after("std", False)  # use the .keras source's own 'normalize' mean/std instead
     # --- model ---
     arch: str = "resnet50"  # architecture of --init scratch runs (a source's own architecture otherwise)
-    mixed_precision: bool = False  # mixed_float16 (mixed_bfloat16 on TPU); logits and softmax stay float32
-    # --- optimisation (torch.optim.SGD + MultiStepLR semantics) ---
-    batch_size: int = 256  # global batch, split across replicas
-    epochs: int = 90  # passes over the training split (each drops the last partial batch)
+    # --- optimisation ---
     lr: float = 0.01  # base learning rate (official fine-tuning default)
-    lr_milestones: tuple[int, ...] = (30, 60)  # epochs at which the LR is multiplied by lr_gamma
-    lr_gamma: float = 0.1  # LR factor at each milestone
-    momentum: float = 0.9  # PyTorch-style momentum buffer
-    weight_decay: float = 1e-4  # coupled L2 on every trainable variable, added to the gradient before momentum
     # --- cross-validated hyper-parameter search ---
-    cv_folds: int = 0  # k of the stratified k-fold search on train_split; 0 = no search (train with lr/weight_decay)
-    grid_lr: tuple[float, ...] = (0.003, 0.01, 0.03)  # learning rates tried by the CV search
-    grid_wd: tuple[float, ...] = (1e-5, 1e-4, 1e-3)  # weight decays tried by the CV search
-    cv_seed: int = 0  # seeds the fold assignment (per class: SeedSequence([cv_seed, class]))
+    cv_folds: int = after("weight_decay", 0)  # k of the stratified k-fold search on train_split; 0 = no search (train with lr/weight_decay)  # noqa: E501
+    grid_lr: tuple[float, ...] = after("cv_folds", (0.003, 0.01, 0.03))  # learning rates tried by the CV search
+    grid_wd: tuple[float, ...] = after("grid_lr", (1e-5, 1e-4, 1e-3))  # weight decays tried by the CV search
+    cv_seed: int = after("grid_wd", 0)  # seeds the fold assignment (per class: SeedSequence([cv_seed, class]))
     # --- evaluation / bookkeeping ---
     eval_batch_size: int = 512  # batch for the held-out evaluation (official test batch)
-    validation_freq: int = 1  # evaluate eval_split every N epochs during training (0: only at the end)
-    keep_checkpoints: int = 2  # newest per-epoch checkpoints kept in <workdir>/checkpoints
     seed: int = 1  # data order, crops and head initialisation derive from it; one run per seed
     deterministic: bool = True  # deterministic ops + 1 inter-op thread: runs repeat bitwise
 
-    def __post_init__(self):
-        """Every field with a valid range is checked when the config is made (one line naming the flag)."""
-        config_flags.check_ranges(self, FINETUNE_RANGES)
-        self.validate()
-
-    def replace(self, **overrides) -> "FinetuneConfig":
-        return dataclasses.replace(self, **overrides)
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+    RANGES = FINETUNE_RANGES
 
     def validate(self) -> "FinetuneConfig":
         if self.cv_folds == 1 or self.cv_folds < 0:
@@ -95,15 +81,6 @@ class FinetuneConfig:
         if any(v < 0 for v in self.grid_wd) or self.weight_decay < 0:
             raise ConfigError("weight decays must be >= 0")
         return self
-
-
-# Valid values of the fields (tfsynth.config_flags.check_ranges rules).
-FINETUNE_RANGES = {
-    "crop_size": ">= 1", "shuffle_buffer": ">= 1", "batch_size": ">= 1", "epochs": ">= 1", "lr": "> 0",
-    "lr_milestones": ">= 1", "lr_gamma": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0", "eval_batch_size": ">= 1",
-    "validation_freq": ">= 0", "keep_checkpoints": ">= 1", "std": "> 0",
-    "resize": ">= 0", "cv_folds": ">= 0",
-}
 
 
 def default() -> FinetuneConfig:
