@@ -34,7 +34,7 @@ from tfsynth.cli import enable_onednn, run_cli
 enable_onednn()
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tfsynth.training import pretrain as lib
+from tfsynth.training import trainer as lib  # prepare_run looks make_strategy up there
 lib.make_strategy = lambda name, tpu=None: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 from train import pretrain
 run_cli(pretrain.main)

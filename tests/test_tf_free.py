@@ -44,7 +44,8 @@ TF_FREE_MODULES = {
                    "tfsynth.models.mask_rcnn.evaluate", "tfsynth.models.mask_rcnn.shapes_configs",
                    "mrcnn.config", "mrcnn.utils", "mrcnn.visualize"],
     "shared": ["tfsynth.quaternion", "tfsynth.markdown", "tfsynth.atomic", "tfsynth.workdir", "tfsynth.stats",
-               "tfsynth.imagenet", "tfsynth.cli", "experiments.common"],
+               "tfsynth.imagenet", "tfsynth.cli", "tfsynth.config_flags", "tfsynth.training.config",
+               "experiments.common"],
 }
 
 _CHECK = """

@@ -23,7 +23,7 @@ import os
 from tfsynth.cli import print_fit_summary, run_cli
 from tfsynth.config_flags import add_job_flags, config_from_args as config_from_args_, job_workdir, new_parser
 from tfsynth.transfer import configs
-from tfsynth.training.pretrain_configs import STRATEGIES
+from tfsynth.training.config import STRATEGIES
 from tfsynth.transfer.configs import ConfigError, FinetuneConfig
 from tfsynth.workdir import RESULTS_NAME
 

@@ -2,7 +2,7 @@
 hyper-parameter search; `run(config, workdir, source)` is everything `python -m train.finetune` does.
 
 The training loop, checkpoints, `--resume`, TensorBoard logs and results.json are those of train.pretrain
-(`tfsynth.training.pretrain.fit_classifier`). The workdir holds::
+(`tfsynth.training.trainer.fit_classifier`). The workdir holds::
 
     source.json              the pre-trained source (kind, path, arch, name)
     config.json, checkpoints/, history.csv, logs/, model.keras    the final run, as in train.pretrain
@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from tfsynth.input import datasets
 from tfsynth.training.checkpoint import atomic_write_text
-from tfsynth.training.pretrain import fit_classifier, make_deterministic, prepare_run
+from tfsynth.training.trainer import fit_classifier, make_deterministic, prepare_run
 from tfsynth.transfer import cv
 from tfsynth.transfer.configs import FinetuneConfig
 from tfsynth.transfer.heads import Source, SourceError, build_finetune_model
