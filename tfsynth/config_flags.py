@@ -75,11 +75,11 @@ def config_fields(config) -> list[dataclasses.Field]:
 
 
 class ConfigMixin:
-    """`replace`, `to_dict` and the validation of the config dataclasses (put it before the dataclass fields'
-    classes, i.e. first among the bases of the first config class).
+    """`replace`, `to_dict` and the validation of a config dataclass: the base class of its (frozen) dataclass.
 
     A config class sets `RANGES` (field -> `check_ranges` rule) and may override `validate` (checks across fields,
-    returns self); both run when a config is made, ranges first."""
+    returns self); both run when a config is made, ranges first. A class whose messages need another order
+    defines its own `__post_init__` (SegmentConfig)."""
 
     RANGES: Mapping[str, str] = {}
 
@@ -89,6 +89,7 @@ class ConfigMixin:
         self.validate()
 
     def validate(self):
+        """Checks across fields (ConfigError); returns self."""
         return self
 
     def replace(self, **overrides):
