@@ -45,17 +45,16 @@ import glob
 import json
 import os
 import shlex
-import shutil
 import sys
 from typing import Callable, Optional
 
 import numpy as np
 
-from experiments.common import git_commit, read_json, run_stages, savez, write_json
+from experiments.common import (check_workdir, git_commit, publish_report, read_json, run_stages, savez,
+                                write_json)
 from tfsynth.atomic import atomic_write_text
 from tfsynth.workdir import RESULTS_NAME
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("cyclegan", "constrained", "less_constrained")
 HIST_BINS = 8  # per RGB channel, for the appearance distance
 NEAR_BLACK = 25  # uint8: an RGB generator's output pixel with every channel <= this is background (Y's is black)
@@ -606,9 +605,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
         publish: Optional[str] = None, partial_report: bool = False) -> dict:
     """Runs every unfinished stage in order (or only `only`); returns {stage: marker dict}. `partial_report`: write
     the report from the stages finished so far (marked incomplete), without running anything else."""
-    workdir = os.path.abspath(workdir)
-    if os.path.commonpath([workdir, REPO]) == REPO and not workdir.startswith(os.path.join(REPO, "runs") + os.sep):
-        raise ValueError(f"--workdir {workdir} is inside the repository; use a folder outside it (or under runs/)")
+    workdir = check_workdir(workdir)
     os.makedirs(os.path.join(workdir, "invariance"), exist_ok=True)
 
     def run_stage(stage):
@@ -637,12 +634,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
     else:
         done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
     if publish:
-        report = os.path.join(workdir, "report")
-        if not os.path.exists(os.path.join(report, RESULTS_NAME)):
-            raise ValueError(f"--publish: no report in {report} yet (run the report stage first)")
-        os.makedirs(publish, exist_ok=True)
-        shutil.copytree(report, publish, dirs_exist_ok=True)
-        print(f"Published the report to {publish}", flush=True)
+        publish_report(workdir, publish, RESULTS_NAME)
     return done
 
 

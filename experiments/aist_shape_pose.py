@@ -39,12 +39,11 @@ import shlex
 import sys
 from typing import Optional
 
-from experiments.common import git_commit, read_json, run_stages
+from experiments.common import check_workdir, git_commit, read_json, run_stages
 from tfsynth import config_flags
 from tfsynth.aist import configs as aist_configs
 from tfsynth.config_flags import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # train.aist presets, plus the tiny sizes with the less-constrained lambdas (the tiny experiment's second run).
 AIST_PRESETS = (*aist_configs.CONFIGS, "tiny_less_constrained")
 
@@ -361,13 +360,6 @@ def needs(config: ExperimentConfig, stage: str) -> list[str]:
     if kind == "dpc":
         return ["data", f"stylize-{rest}"]
     return [] if stage == "data" else [s for s in stage_names(config) if s != "report"]
-
-
-def check_workdir(workdir: str) -> str:
-    workdir = os.path.abspath(workdir)
-    if os.path.commonpath([workdir, REPO]) == REPO and not workdir.startswith(os.path.join(REPO, "runs") + os.sep):
-        raise ValueError(f"--workdir {workdir} is inside the repository; use a folder outside it (or under runs/)")
-    return workdir
 
 
 def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Optional[list[str]] = None) -> dict:

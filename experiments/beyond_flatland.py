@@ -33,7 +33,7 @@ import textwrap
 import time
 from typing import Callable, Optional
 
-from experiments.common import cpu_seconds, git_commit, read_json, write_json
+from experiments.common import cpu_seconds, git_commit, publish_report, read_json, write_json
 from tfsynth import markdown
 from tfsynth.cli import run_cli
 from tfsynth.training import pretrain_configs
@@ -589,10 +589,7 @@ def _neural_with_marker(config: ExperimentConfig, workdir: str) -> None:
 
 
 def _publish(workdir: str, dest: str) -> None:
-    """Copies the report (Markdown, JSON, plots) into the repository's docs/results folder."""
-    os.makedirs(dest, exist_ok=True)
-    shutil.copytree(os.path.join(workdir, "report"), dest, dirs_exist_ok=True)
-    print(f"Published the report to {dest}", flush=True)
+    publish_report(workdir, dest, RESULTS_NAME)
 
 
 def build_parser() -> argparse.ArgumentParser:

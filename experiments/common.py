@@ -75,3 +75,24 @@ def run_stages(workdir: str, config, stages: list[str], marker, stale, run_stage
         print(f"[{stage}] done: {info['cpu_s']:.0f} CPU-s, {info['wall_s']:.0f} s", flush=True)
         done[stage] = info
     return done
+
+
+def check_workdir(workdir: str) -> str:
+    """The absolute workdir; one inside the repository (other than under runs/, which git ignores) is refused, so
+    that a run's datasets and checkpoints never land in the tree."""
+    workdir = os.path.abspath(workdir)
+    if os.path.commonpath([workdir, REPO]) == REPO and not workdir.startswith(os.path.join(REPO, "runs") + os.sep):
+        raise ValueError(f"--workdir {workdir} is inside the repository; use a folder outside it (or under runs/)")
+    return workdir
+
+
+def publish_report(workdir: str, dest: str, results_name: str = "results.json") -> None:
+    """Copies `<workdir>/report` (Markdown, JSON, plots) to `dest` (e.g. docs/results/<experiment>_<config>)."""
+    import shutil
+
+    report = os.path.join(workdir, "report")
+    if not os.path.exists(os.path.join(report, results_name)):
+        raise ValueError(f"--publish: no report in {report} yet (run the report stage first)")
+    os.makedirs(dest, exist_ok=True)
+    shutil.copytree(report, dest, dirs_exist_ok=True)
+    print(f"Published the report to {dest}", flush=True)

@@ -40,18 +40,17 @@ import glob
 import json
 import os
 import shlex
-import shutil
 import sys
 from typing import Callable, Optional
 
 import numpy as np
 
-from experiments.common import run_stages, git_commit, read_json, savez, write_json
+from experiments.common import (check_workdir, git_commit, publish_report, read_json, run_stages, savez,
+                                write_json)
 from tfsynth.atomic import atomic_write_text
 from tfsynth.workdir import RESULTS_NAME
 from tfsynth.dpc import metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = ("known_pose", "learned_pose")
 
 
@@ -744,9 +743,7 @@ def stage_report(config: ExperimentConfig, workdir: str, command: str) -> dict:
 def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Optional[list[str]] = None,
         publish: Optional[str] = None) -> dict:
     """Runs every unfinished stage in order (or only `only`); returns {stage: marker dict}."""
-    workdir = os.path.abspath(workdir)
-    if os.path.commonpath([workdir, REPO]) == REPO and not workdir.startswith(os.path.join(REPO, "runs") + os.sep):
-        raise ValueError(f"--workdir {workdir} is inside the repository; use a folder outside it (or under runs/)")
+    workdir = check_workdir(workdir)
     def run_stage(stage):
         kind, _, run_name = stage.partition("-")
         if stage == "data":
@@ -763,12 +760,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
 
     done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
     if publish:
-        report = os.path.join(workdir, "report")
-        if not os.path.exists(os.path.join(report, RESULTS_NAME)):
-            raise ValueError(f"--publish: no report in {report} yet (run the report stage first)")
-        os.makedirs(publish, exist_ok=True)
-        shutil.copytree(report, publish, dirs_exist_ok=True)
-        print(f"Published the report to {publish}", flush=True)
+        publish_report(workdir, publish, RESULTS_NAME)
     return done
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from eval import aist as eval_aist
 from experiments import aist_shape_pose as experiment
+from experiments import common
 
 
 def test_config_validation_and_derived_configs():
@@ -52,9 +53,9 @@ def test_a_stage_whose_inputs_are_missing_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == "error: dpc-stylized2: stages not done yet: data, stylize-stylized2\n"
     with pytest.raises(SystemExit) as exit_info:  # inside the repository (not under runs/): refused before any work
         run_cli(experiment.main, user_errors=(ValueError,),
-                argv=["--config", "tiny", "--workdir", os.path.join(experiment.REPO, "aist_exp_test_wd")])
+                argv=["--config", "tiny", "--workdir", os.path.join(common.REPO, "aist_exp_test_wd")])
     assert exit_info.value.code == 2 and "is inside the repository" in capsys.readouterr().err
-    assert not os.path.exists(os.path.join(experiment.REPO, "aist_exp_test_wd"))
+    assert not os.path.exists(os.path.join(common.REPO, "aist_exp_test_wd"))
 
 
 def test_eval_aist_flags_are_checked_before_any_work(tmp_path, capsys):
