@@ -40,6 +40,7 @@ are the project's (`tfsynth.models.aist`, `tfsynth.aist`, `tfsynth.dpc`).
 from __future__ import annotations
 
 import argparse
+import inspect
 import dataclasses
 import glob
 import json
@@ -518,7 +519,11 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
     s, b = result["summary"], result["baselines"]
     lines = [f"# AIST annotation invariance, `{config.name}` config", "",
              f"Command: `{result['command']}`  ", f"Commit: `{result['git']['commit']}`"
-             + (" (with uncommitted changes)" if result["git"]["dirty"] else ""), "",
+             + (" (with uncommitted changes)" if result["git"]["dirty"] else ""), ""]
+    if not result["complete"]:
+        lines += [f"**Incomplete report** (`--partial_report`): stages not run yet: "
+                  f"{', '.join(result['missing_stages'])}.", ""]
+    lines += [
              "Seed 002's claim (chapters 4 and 6): AIST (CycleGAN + alpha loss + ResNet feature distance) changes a "
              "render's appearance towards the target domain while keeping its outline, so the render's annotation "
              "(mask, shape, pose) stays valid; a plain CycleGAN is free to change outlines. Domain pair, built "
@@ -565,7 +570,7 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
                         [[r["experiment"], r["dataset"], f"{r['precision']:.2f}", f"{r['coverage']:.2f}",
                           f"{r['chamfer']:.2f}", f"{r['accuracy']:.2f}", f"{r['median_error_deg']:.1f}"]
                          for r in result["table"]]) + [""]
-    lines += ["## Shrunk relative to the seed", "", (CONFIGS[config.name].__doc__ or "").strip(), "",
+    lines += ["## Shrunk relative to the seed", "", inspect.cleandoc(CONFIGS[config.name].__doc__ or ""), "",
               "## CPU time per stage (user + system)", ""]
     lines += _table(["stage", "CPU [s]", "wall [s]"], [[k, f"{v:.0f}", f"{result['wall_s'][k]:.0f}"]
                                                      for k, v in result["cpu_s"].items()])
