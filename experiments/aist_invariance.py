@@ -472,7 +472,8 @@ def _plot(config: ExperimentConfig, workdir: str, markers: dict, out: str) -> No
     import matplotlib.pyplot as plt
 
     # panels.png: per model (seed dpc_seed), rows x | G(x) over white | output alpha.
-    loaded = {m: np.load(os.path.join(workdir, "invariance", f"{m}-s{config.dpc_seed}.npz")) for m in config.models
+    shown = [*config.models] + ([config.diagnostic_model] if config.diagnostic_model else [])
+    loaded = {m: np.load(os.path.join(workdir, "invariance", f"{m}-s{config.dpc_seed}.npz")) for m in shown
               if os.path.exists(os.path.join(workdir, "invariance", f"{m}-s{config.dpc_seed}.npz"))}
     if loaded:
         first = next(iter(loaded.values()))
