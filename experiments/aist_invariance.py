@@ -52,7 +52,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from experiments.common import (check_workdir, git_commit, publish_report, read_json, run_stages, savez,
-                                write_json)
+                                stage_marker, write_json)
 from tfsynth.atomic import atomic_write_text
 from tfsynth.workdir import RESULTS_NAME
 
@@ -198,13 +198,6 @@ def stage_names(config: ExperimentConfig) -> list[str]:
             *(f"stylize-{m}" for m in config.models), *(f"dpc-{t}" for t in train_sets(config)), "table", "report"]
 
 
-def _marker(workdir: str, stage: str) -> str:
-    return os.path.join(workdir, "stages", f"{stage}.json")
-
-
-def _stale(workdir: str, config: ExperimentConfig, marker: str) -> bool:
-    others = [_marker(workdir, s) for s in stage_names(config) if s != "report"]
-    return any(os.path.exists(p) and os.path.getmtime(p) > os.path.getmtime(marker) for p in others)
 
 
 def _data_dir(workdir: str) -> str:
@@ -582,8 +575,8 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
 def stage_report(config: ExperimentConfig, workdir: str, command: str, partial: bool = False) -> dict:
     out = os.path.join(workdir, "report")
     os.makedirs(out, exist_ok=True)
-    markers = {s: read_json(_marker(workdir, s)) for s in stage_names(config)
-               if s != "report" and os.path.exists(_marker(workdir, s))}
+    markers = {s: read_json(stage_marker(workdir, s)) for s in stage_names(config)
+               if s != "report" and os.path.exists(stage_marker(workdir, s))}
     cpu = {s: m["cpu_s"] for s, m in markers.items()}
     result = {"experiment": "aist_invariance", "config": config.name, "command": command, "git": git_commit(),
               "settings": config.to_dict(), "complete": not partial,
@@ -629,7 +622,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
             return stage_dpc(config, workdir, rest)
         if stage == "table":
             return stage_table(config, workdir)
-        missing = [s for s in stage_names(config)[:-1] if not os.path.exists(_marker(workdir, s))]
+        missing = [s for s in stage_names(config)[:-1] if not os.path.exists(stage_marker(workdir, s))]
         if missing:
             raise ValueError(f"report: stages not done yet: {', '.join(missing)} (--partial_report writes one "
                              "from the finished stages)")
@@ -638,7 +631,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
     if partial_report:
         done = {"report": stage_report(config, workdir, command, partial=True)}
     else:
-        done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
+        done = run_stages(workdir, config, stage_names(config), run_stage, only)
     if publish:
         publish_report(workdir, publish, RESULTS_NAME)
     return done

@@ -39,7 +39,7 @@ import shlex
 import sys
 from typing import Optional
 
-from experiments.common import check_workdir, git_commit, read_json, run_stages
+from experiments.common import stage_marker, check_workdir, git_commit, read_json, run_stages
 from tfsynth import config_flags
 from tfsynth.aist import configs as aist_configs
 from tfsynth.config_flags import ConfigError
@@ -199,13 +199,6 @@ def stage_names(config: ExperimentConfig) -> list[str]:
             *(f"dpc-{e}" for e in train_sets(config)), "report"]
 
 
-def _marker(workdir: str, stage: str) -> str:
-    return os.path.join(workdir, "stages", f"{stage}.json")
-
-
-def _stale(workdir: str, config: ExperimentConfig, marker: str) -> bool:
-    others = [_marker(workdir, s) for s in stage_names(config) if s != "report"]
-    return any(os.path.exists(p) and os.path.getmtime(p) > os.path.getmtime(marker) for p in others)
 
 
 def _data_dir(config: ExperimentConfig, workdir: str) -> str:
@@ -245,7 +238,7 @@ def _has_checkpoints(workdir: str) -> bool:
 
 
 def _val_split(workdir: str) -> str:
-    return read_json(_marker(workdir, "data"))["val_split"]
+    return read_json(stage_marker(workdir, "data"))["val_split"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -327,7 +320,7 @@ def stage_report(config: ExperimentConfig, workdir: str, command: str) -> dict:
     from eval import aist as eval_aist
 
     keras.backend.clear_session()
-    markers = {s: read_json(_marker(workdir, s)) for s in stage_names(config)[:-1]}
+    markers = {s: read_json(stage_marker(workdir, s)) for s in stage_names(config)[:-1]}
     out = os.path.join(workdir, "report")
     models = {e: os.path.join(workdir, "dpc", e) for e in train_sets(config)}
     tests = {"original": f"tfds:{config.source}", **{n: f"tfds:aist_stylized/{n}" for n in config.runs()}}
@@ -367,7 +360,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
     workdir = check_workdir(workdir)
 
     def run_stage(stage):
-        missing = [s for s in needs(config, stage) if not os.path.exists(_marker(workdir, s))]
+        missing = [s for s in needs(config, stage) if not os.path.exists(stage_marker(workdir, s))]
         if missing:
             raise ValueError(f"{stage}: stages not done yet: {', '.join(missing)}")
         kind, _, rest = stage.partition("-")
@@ -381,7 +374,7 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
             return stage_dpc(config, workdir, rest)
         return stage_report(config, workdir, command)
 
-    return run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
+    return run_stages(workdir, config, stage_names(config), run_stage, only)
 
 
 def build_parser():

@@ -46,13 +46,25 @@ def git_commit() -> dict:
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def run_stages(workdir: str, config, stages: list[str], marker, stale, run_stage, only=None) -> dict:
-    """Runs each stage of `stages` whose marker file does not exist yet (or only those in `only`), in order.
+def stage_marker(workdir: str, stage: str) -> str:
+    """The marker file of a finished stage: `<workdir>/stages/<stage>.json`."""
+    return os.path.join(workdir, "stages", f"{stage}.json")
 
-    `marker(workdir, stage)` is the stage's marker path; `stale(workdir, config, marker)` says whether a finished
-    report must be redone; `run_stage(stage)` runs it and returns its info dict, which is written to the marker with
-    the stage's CPU and wall seconds. The config is checked against (and recorded in) the workdir first, so a
-    workdir holds one config's run. Returns {stage: marker dict}."""
+
+def _report_stale(workdir: str, stages: list[str]) -> bool:
+    """The report is derived: it is redone when another stage finished after it (e.g. one added or redone)."""
+    report = stage_marker(workdir, "report")
+    others = [stage_marker(workdir, s) for s in stages if s != "report"]
+    return any(os.path.exists(p) and os.path.getmtime(p) > os.path.getmtime(report) for p in others)
+
+
+def run_stages(workdir: str, config, stages: list[str], run_stage, only=None) -> dict:
+    """Runs each stage of `stages` whose marker file (`stage_marker`) does not exist yet (or only those in `only`),
+    in order; a finished "report" stage is redone when another stage finished after it.
+
+    `run_stage(stage)` runs it and returns its info dict, which is written to the marker with the stage's CPU and
+    wall seconds. The config is checked against (and recorded in) the workdir first, so a workdir holds one config's
+    run. Returns {stage: marker dict}."""
     os.makedirs(os.path.join(workdir, "stages"), exist_ok=True)
     config_path = os.path.join(workdir, "experiment_config.json")
     if os.path.exists(config_path) and read_json(config_path) != config.to_dict():
@@ -60,10 +72,10 @@ def run_stages(workdir: str, config, stages: list[str], marker, stale, run_stage
     write_json(config_path, config.to_dict())
     done = {}
     for stage in stages:
-        path = marker(workdir, stage)
+        path = stage_marker(workdir, stage)
         if only and stage not in only:
             continue
-        if os.path.exists(path) and not (stage == "report" and stale(workdir, config, path)):
+        if os.path.exists(path) and not (stage == "report" and _report_stale(workdir, stages)):
             print(f"[{stage}] done earlier: {path}", flush=True)
             done[stage] = read_json(path)
             continue

@@ -38,7 +38,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from experiments.common import run_stages, git_commit, read_json, savez, write_json
+from experiments.common import stage_marker, run_stages, git_commit, read_json, savez, write_json
 from tfsynth import markdown
 from tfsynth.atomic import atomic_write_text
 from tfsynth.segmentation import metrics
@@ -128,14 +128,6 @@ def stage_names(config: ExperimentConfig) -> list[str]:
     return ["data", *(f"train-{r}" for r in runs), *(f"eval-{r}" for r in runs), "baselines", "ceiling", "report"]
 
 
-def _marker(workdir: str, stage: str) -> str:
-    return os.path.join(workdir, "stages", f"{stage}.json")
-
-
-def _stale(workdir: str, config: ExperimentConfig, marker: str) -> bool:
-    """The report is derived: it is redone when another stage finished after it (e.g. one added or redone)."""
-    others = [_marker(workdir, s) for s in stage_names(config) if s != "report"]
-    return any(os.path.exists(p) and os.path.getmtime(p) > os.path.getmtime(marker) for p in others)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -210,7 +202,7 @@ def stage_train(config: ExperimentConfig, workdir: str, noise: str, seed: int) -
 
 
 def _model_path(workdir: str, noise: str, seed: int) -> str:
-    return read_json(_marker(workdir, f"train-{noise}-s{seed}"))["model"]
+    return read_json(stage_marker(workdir, f"train-{noise}-s{seed}"))["model"]
 
 
 def stage_eval(config: ExperimentConfig, workdir: str, noise: str, seed: int) -> dict:
@@ -563,7 +555,7 @@ def stage_report(config: ExperimentConfig, workdir: str, out: str, command: str)
         for train in config.trained:
             _plot_overlays(config, workdir, base, train, test, os.path.join(out, f"overlays_{train}_on_{test}.png"))
 
-    stages = {s: read_json(_marker(workdir, s)) for s in stage_names(config)[:-1]}
+    stages = {s: read_json(stage_marker(workdir, s)) for s in stage_names(config)[:-1]}
     cpu = {s: v["cpu_s"] for s, v in stages.items()}
     git = git_commit()
     strip = lambda s: {k: v for k, v in s.items() if k != "boot"}  # noqa: E731
@@ -751,7 +743,7 @@ def run(config: ExperimentConfig, workdir: str, *, results_dir: Optional[str] = 
             return stage_ceiling(config, workdir)
         return stage_report(config, workdir, out, command)
 
-    done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
+    done = run_stages(workdir, config, stage_names(config), run_stage, only)
     return done
 
 

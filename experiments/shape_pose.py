@@ -45,7 +45,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from experiments.common import (check_workdir, git_commit, publish_report, read_json, run_stages, savez,
+from experiments.common import (stage_marker, check_workdir, git_commit, publish_report, read_json, run_stages, savez,
                                 write_json)
 from tfsynth.atomic import atomic_write_text
 from tfsynth.workdir import RESULTS_NAME
@@ -166,14 +166,6 @@ def stage_names(config: ExperimentConfig) -> list[str]:
     return ["data", "baselines", *(f"train-{r}" for r in runs), *(f"eval-{r}" for r in runs), "report"]
 
 
-def _marker(workdir: str, stage: str) -> str:
-    return os.path.join(workdir, "stages", f"{stage}.json")
-
-
-def _stale(workdir: str, config: ExperimentConfig, marker: str) -> bool:
-    """The report is derived: it is redone when another stage finished after it (e.g. one added or redone)."""
-    others = [_marker(workdir, s) for s in stage_names(config) if s != "report"]
-    return any(os.path.exists(p) and os.path.getmtime(p) > os.path.getmtime(marker) for p in others)
 
 
 def _data_dir(workdir: str) -> str:
@@ -714,7 +706,7 @@ def _write_markdown(config: ExperimentConfig, result: dict, out: str) -> None:
 def stage_report(config: ExperimentConfig, workdir: str, command: str) -> dict:
     out = os.path.join(workdir, "report")
     os.makedirs(out, exist_ok=True)
-    markers = {s: read_json(_marker(workdir, s)) for s in stage_names(config) if s != "report"}
+    markers = {s: read_json(stage_marker(workdir, s)) for s in stage_names(config) if s != "report"}
     runs = run_entries(config, markers)
     baselines = markers["baselines"]
     chance = {"pose_acc30": metrics.chance_pose_accuracy(30.0), "median_angle_deg": metrics.chance_median_error_deg()}
@@ -753,12 +745,12 @@ def run(config: ExperimentConfig, workdir: str, *, command: str = "", only: Opti
         if kind in ("train", "eval"):
             setting, _, seed = run_name.rpartition("-s")
             return (stage_train if kind == "train" else stage_eval)(config, workdir, setting, int(seed))
-        missing = [s for s in stage_names(config)[:-1] if not os.path.exists(_marker(workdir, s))]
+        missing = [s for s in stage_names(config)[:-1] if not os.path.exists(stage_marker(workdir, s))]
         if missing:
             raise ValueError(f"report: stages not done yet: {', '.join(missing)}")
         return stage_report(config, workdir, command)
 
-    done = run_stages(workdir, config, stage_names(config), _marker, _stale, run_stage, only)
+    done = run_stages(workdir, config, stage_names(config), run_stage, only)
     if publish:
         publish_report(workdir, publish, RESULTS_NAME)
     return done
